@@ -1,0 +1,45 @@
+#pragma once
+// Tensor-level split execution of a Model (DESIGN.md section 2). Include this only where tensors are
+// needed; deformer/model.h and the reader API stay free of torch headers.
+//
+// All tensors are on the model's device. Ids, types, positions and masks are int64 [B, T]; hidden
+// states are [B, T, H] in the model's dtype; logits are float32 [B, T, 2] (start, end). Every function
+// is const on the model and safe to call from several threads at once.
+
+#include <ATen/core/Tensor.h>
+
+#include "deformer/model.h"
+
+namespace deformer {
+namespace engine {
+
+// Embeddings of a block.
+at::Tensor embed(const Model& model, const at::Tensor& input_ids, const at::Tensor& token_type_ids,
+                 const at::Tensor& position_ids);
+
+// Encoder layers [begin, end) on hidden states; mask is 1 for real keys, 0 for padding.
+at::Tensor run_layers(const Model& model, const at::Tensor& hidden, const at::Tensor& mask, int begin, int end);
+
+// Start/end logits of hidden states (float32).
+at::Tensor qa_logits(const Model& model, const at::Tensor& hidden);
+
+// Deformer lower half: question blocks [B, question_block] or document blocks [B, document_block] of ids
+// (layout.h builds them) to their layer-k states. Positions start at 0 in each block; token type is 0 for
+// questions and 1 for documents; the mask is ids != 0.
+at::Tensor encode_questions(const Model& model, const at::Tensor& question_ids, int k);
+at::Tensor encode_documents(const Model& model, const at::Tensor& document_ids, int k);
+
+// Deformer upper half: layers k..n-1 and the head on [question states ; document states] with the joint
+// mask. Returns logits [B, question_block + document_block, 2].
+at::Tensor answer_logits(const Model& model, const at::Tensor& question_states, const at::Tensor& question_ids,
+                         const at::Tensor& document_states, const at::Tensor& document_ids, int k);
+
+// Full (standard BERT) mode: all layers on [CLS] q [SEP] d [SEP] with contiguous positions.
+at::Tensor full_logits(const Model& model, const at::Tensor& input_ids, const at::Tensor& token_type_ids,
+                       const at::Tensor& attention_mask);
+
+// Throws std::invalid_argument unless 0 <= k <= num_layers.
+void check_split(const Model& model, int k);
+
+}  // namespace engine
+}  // namespace deformer

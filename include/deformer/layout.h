@@ -1,0 +1,46 @@
+#pragma once
+// Input layouts of DESIGN.md section 2, as plain id vectors (no torch): the paper's question and document
+// blocks for deformer mode, and Hugging Face's [CLS] q [SEP] d [SEP] windows for full mode.
+
+#include <cstdint>
+#include <vector>
+
+namespace deformer {
+
+struct SpecialTokens {
+  int64_t pad = 0;
+  int64_t cls = 101;
+  int64_t sep = 102;
+};
+
+// One padded row: ids, token types, positions and the key mask (1 real, 0 padding), all of one length.
+struct Block {
+  std::vector<int64_t> input_ids;
+  std::vector<int64_t> token_type_ids;
+  std::vector<int64_t> position_ids;
+  std::vector<int64_t> attention_mask;
+  bool truncated = false;  // the input did not fit and was cut
+};
+
+// [CLS] question[: length - 2] [SEP], right-padded to length; types 0; positions 0..length-1.
+Block question_block(const std::vector<int64_t>& question_ids, int length, const SpecialTokens& special);
+
+// window [SEP], right-padded to length (no [CLS]); types 1; positions 0..length-1. A window longer than
+// length - 1 tokens is a caller error (std::invalid_argument): windowing must respect the block.
+Block document_block(const std::vector<int64_t>& window_ids, int length, const SpecialTokens& special);
+
+// [CLS] question [SEP] window [SEP], right-padded to length; types 0 then 1; contiguous positions.
+// The question is cut to max_question_len tokens first; the total must fit in length.
+Block full_block(const std::vector<int64_t>& question_ids, const std::vector<int64_t>& window_ids, int length,
+                 int max_question_len, const SpecialTokens& special);
+
+// Question-independent windows over a document's tokens: [begin, end) token ranges of at most `window`
+// tokens, starting every `stride` tokens, the last one reaching the end. Throws std::invalid_argument
+// unless 0 < stride < window. An empty document has no windows.
+struct TokenSpan {
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+std::vector<TokenSpan> document_windows(int64_t num_tokens, int window, int stride);
+
+}  // namespace deformer

@@ -1,0 +1,37 @@
+# Shared by scripts/test.sh and scripts/demo.sh: install what is missing, configure, build.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+
+# Debian 12 packages. libopenblas0-openmp, not the pthread build: its threads fight LibTorch's OpenMP
+# threads (BERT-base batch 1 on 2 cores: 0.37 s vs 1.0 s; 22.6 s with the reference BLAS).
+PACKAGES=(build-essential cmake ninja-build pkg-config ccache
+          libtorch-dev python3-torch libopenblas0-openmp
+          libsentencepiece-dev libhdf5-dev libcli11-dev nlohmann-json3-dev
+          libgtest-dev libgmock-dev libbenchmark-dev)
+
+install_dependencies() {
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "not a Debian system: install the equivalents of: ${PACKAGES[*]}" >&2
+    return 0
+  fi
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then return 0; fi
+  echo "installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+build_project() {
+  local generator=()
+  command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
+  if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
+    cmake -S "$ROOT" -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "$@"
+  fi
+  cmake --build "$BUILD_DIR" -j "$(nproc)"
+}

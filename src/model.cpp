@@ -1,0 +1,149 @@
+#include <fstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+
+#include "model_impl.h"
+
+namespace deformer {
+namespace {
+
+constexpr int kFormatVersion = 1;
+const char* const kRequiredMethods[] = {"embed", "encode", "qa_logits", "forward"};
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+template <typename T>
+T required(const nlohmann::json& object, const char* key, const std::string& path) {
+  auto it = object.find(key);
+  if (it == object.end()) throw std::runtime_error(path + ": model config lacks '" + key + "'");
+  return it->get<T>();
+}
+
+ModelConfig parse_config(const std::string& text, const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": embedded config.json is not valid JSON (" + e.what() + ")");
+  }
+  ModelConfig c;
+  c.model_type = required<std::string>(j, "model_type", path);
+  if (c.model_type != "bert")
+    throw std::runtime_error(path + ": unsupported model type '" + c.model_type + "' (this build supports bert)");
+  c.architecture = required<std::string>(j, "architecture", path);
+  const auto& bert = j.at("bert");
+  c.num_layers = required<int>(bert, "num_hidden_layers", path);
+  c.hidden_size = required<int>(bert, "hidden_size", path);
+  c.num_heads = required<int>(bert, "num_attention_heads", path);
+  c.intermediate_size = required<int>(bert, "intermediate_size", path);
+  c.vocab_size = required<int>(bert, "vocab_size", path);
+  c.max_position_embeddings = required<int>(bert, "max_position_embeddings", path);
+  c.type_vocab_size = required<int>(bert, "type_vocab_size", path);
+  c.layer_norm_eps = required<double>(bert, "layer_norm_eps", path);
+  c.hidden_act = required<std::string>(bert, "hidden_act", path);
+  const auto& tokenizer = j.at("tokenizer");
+  c.tokenizer_type = required<std::string>(tokenizer, "type", path);
+  c.do_lower_case = required<bool>(tokenizer, "do_lower_case", path);
+  const auto& layout = j.at("layout");
+  c.question_block = required<int>(layout, "question_block", path);
+  c.document_block = required<int>(layout, "document_block", path);
+  c.window_stride = required<int>(layout, "window_stride", path);
+  c.max_seq_len = required<int>(layout, "max_seq_len", path);
+  c.doc_stride = required<int>(layout, "doc_stride", path);
+  c.max_question_len = required<int>(layout, "max_question_len", path);
+  if (c.question_block + c.document_block > c.max_position_embeddings || c.max_seq_len > c.max_position_embeddings)
+    throw std::runtime_error(path + ": block layout exceeds max_position_embeddings");
+  return c;
+}
+
+c10::ScalarType to_scalar_type(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat16: return c10::kHalf;
+    case DType::kBFloat16: return c10::kBFloat16;
+    default: return c10::kFloat;
+  }
+}
+
+}  // namespace
+
+const char* to_string(Device device) { return device == Device::kCUDA ? "cuda" : "cpu"; }
+
+const char* to_string(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat16: return "fp16";
+    case DType::kBFloat16: return "bf16";
+    default: return "fp32";
+  }
+}
+
+Device parse_device(const std::string& text) {
+  if (text == "cpu") return Device::kCPU;
+  if (text == "cuda") return Device::kCUDA;
+  throw std::invalid_argument("unknown device '" + text + "' (expected cpu or cuda)");
+}
+
+DType parse_dtype(const std::string& text) {
+  if (text == "fp32" || text == "float32") return DType::kFloat32;
+  if (text == "fp16" || text == "float16") return DType::kFloat16;
+  if (text == "bf16" || text == "bfloat16") return DType::kBFloat16;
+  throw std::invalid_argument("unknown dtype '" + text + "' (expected fp32, fp16 or bf16)");
+}
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+
+std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
+  if (!std::ifstream(path).good()) throw std::runtime_error("cannot open model file '" + path + "'");
+  if (options.device == Device::kCUDA && !torch::cuda::is_available())
+    throw std::invalid_argument("device cuda requested, but this build or machine has no CUDA device");
+  if (options.threads < 0) throw std::invalid_argument("threads must be >= 0");
+  if (options.threads > 0) at::set_num_threads(options.threads);
+
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  impl->options = options;
+  impl->device = options.device == Device::kCUDA ? c10::Device(c10::kCUDA, options.device_index) : c10::Device(c10::kCPU);
+  impl->dtype = to_scalar_type(options.dtype);
+
+  torch::jit::ExtraFilesMap extra{{"deformer/format_version", ""},
+                                  {"deformer/config.json", ""},
+                                  {"deformer/vocab.txt", ""},
+                                  {"deformer/content_hash", ""}};
+  try {
+    impl->module = torch::jit::load(path, impl->device, extra);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("'" + path + "' is not a readable TorchScript model file: " + first_line(e.what_without_backtrace()));
+  }
+  const std::string& version = extra["deformer/format_version"];
+  if (version.empty())
+    throw std::runtime_error("'" + path + "' is a TorchScript file but not a libdeformer model (no deformer/format_version); "
+                             "write it with tools/deformer-export");
+  if (version != std::to_string(kFormatVersion))
+    throw std::runtime_error("'" + path + "' has model format version " + version + "; this library reads version " +
+                             std::to_string(kFormatVersion));
+  impl->config = parse_config(extra["deformer/config.json"], path);
+  impl->vocabulary = extra["deformer/vocab.txt"];
+  impl->content_hash = extra["deformer/content_hash"];
+  if (impl->vocabulary.empty()) throw std::runtime_error("'" + path + "' has no embedded vocabulary");
+  for (const char* method : kRequiredMethods)
+    if (!impl->module.find_method(method))
+      throw std::runtime_error("'" + path + "' lacks the method '" + std::string(method) + "'");
+
+  impl->module.eval();
+  if (impl->dtype != c10::kFloat) impl->module.to(impl->dtype);
+  for (const auto& p : impl->module.parameters()) impl->parameter_count += p.numel();
+  return std::shared_ptr<const Model>(new Model(std::move(impl)));
+}
+
+const ModelConfig& Model::config() const { return impl_->config; }
+const LoadOptions& Model::options() const { return impl_->options; }
+const std::string& Model::content_hash() const { return impl_->content_hash; }
+const std::string& Model::vocabulary() const { return impl_->vocabulary; }
+const std::string& Model::path() const { return impl_->path; }
+int64_t Model::parameter_count() const { return impl_->parameter_count; }
+
+}  // namespace deformer

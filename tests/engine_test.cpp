@@ -1,0 +1,233 @@
+// The invariants of DESIGN.md section 2 on the fixture model, and the loader's errors.
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include <fstream>
+
+#include "deformer/engine.h"
+#include "deformer/layout.h"
+#include "deformer/model.h"
+#include "test_data.h"
+
+namespace deformer {
+namespace {
+
+using testing::fixture;
+
+at::Tensor row(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong).unsqueeze(0); }
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = fixture("tiny-own-vocab.pt");
+    DEFORMER_REQUIRE_FILE(path_);
+    model_ = Model::load(path_);
+    n_ = model_->config().num_layers;
+    special_ = {0, 2, 3};  // pydeformer.vocab puts [PAD] [UNK] [CLS] [SEP] first
+  }
+  // Token ids of ordinary pieces (not specials) drawn deterministically.
+  std::vector<int64_t> tokens(int count, int seed) const {
+    std::vector<int64_t> ids(count);
+    for (int i = 0; i < count; ++i) ids[i] = 5 + (seed * 131 + i * 37) % (model_->config().vocab_size - 5);
+    return ids;
+  }
+  at::Tensor q_block(int len, int seed) const {
+    return row(question_block(tokens(len, seed), model_->config().question_block, special_).input_ids);
+  }
+  at::Tensor d_block(int len, int seed) const {
+    return row(document_block(tokens(len, seed), model_->config().document_block, special_).input_ids);
+  }
+
+  std::string path_;
+  std::shared_ptr<const Model> model_;
+  int n_ = 0;
+  SpecialTokens special_;
+};
+
+// Invariant 1: k = 0 equals one joint pass over the 320-token deformer layout.
+TEST_F(EngineTest, SplitAtZeroEqualsJointPassOverDeformerLayout) {
+  auto q = q_block(9, 1), d = d_block(120, 2);
+  auto split = engine::answer_logits(*model_, engine::encode_questions(*model_, q, 0), q,
+                                     engine::encode_documents(*model_, d, 0), d, 0);
+  const int64_t qb = q.size(1), db = d.size(1);
+  auto ids = at::cat({q, d}, 1);
+  auto types = at::cat({at::zeros({1, qb}, at::kLong), at::ones({1, db}, at::kLong)}, 1);
+  auto positions = at::cat({at::arange(qb, at::kLong), at::arange(db, at::kLong)}).unsqueeze(0);
+  auto hidden = engine::embed(*model_, ids, types, positions);
+  auto joint = engine::qa_logits(*model_, engine::run_layers(*model_, hidden, ids.ne(0).to(at::kLong), 0, n_));
+  EXPECT_LT(max_abs_diff(split, joint), 1e-5);
+}
+
+// Invariant 2: k = n gives each block's own full-depth states, and layer ranges compose.
+TEST_F(EngineTest, SplitAtNEncodesEachBlockAloneAndRangesCompose) {
+  auto d = d_block(200, 3);
+  auto at_n = engine::encode_documents(*model_, d, n_);
+  const int64_t len = d.size(1);
+  auto hidden = engine::embed(*model_, d, at::ones({1, len}, at::kLong), at::arange(len, at::kLong).unsqueeze(0));
+  auto mask = d.ne(0).to(at::kLong);
+  for (int i = 0; i < n_; ++i) hidden = engine::run_layers(*model_, hidden, mask, i, i + 1);
+  EXPECT_LT(max_abs_diff(at_n, hidden), 1e-6);
+  for (int k = 0; k <= n_; ++k) {
+    auto lower = engine::encode_documents(*model_, d, k);
+    auto upper = engine::run_layers(*model_, lower, mask, k, n_);
+    EXPECT_LT(max_abs_diff(upper, at_n), 1e-5) << "k=" << k;
+  }
+}
+
+// Invariant 3: layer-k document states do not depend on the question, while the answer does.
+TEST_F(EngineTest, DocumentStatesAreIndependentOfTheQuestion) {
+  const int k = n_ / 2;
+  auto d = d_block(150, 4);
+  auto short_q = q_block(3, 5), long_q = q_block(25, 6);
+  auto states_a = engine::encode_documents(*model_, d, k);
+  auto states_b = engine::encode_documents(*model_, d, k);
+  EXPECT_TRUE(at::equal(states_a, states_b));
+  auto logits_a = engine::answer_logits(*model_, engine::encode_questions(*model_, short_q, k), short_q, states_a, d, k);
+  auto logits_b = engine::answer_logits(*model_, engine::encode_questions(*model_, long_q, k), long_q, states_b, d, k);
+  EXPECT_GT(max_abs_diff(logits_a, logits_b), 1e-3) << "the question must still matter in the upper layers";
+
+  // Contrast: in a joint pass (k = 0 layout run to depth k) the document's layer-k states do change.
+  auto joint_states = [&](const at::Tensor& q) {
+    auto ids = at::cat({q, d}, 1);
+    const int64_t qb = q.size(1), db = d.size(1);
+    auto types = at::cat({at::zeros({1, qb}, at::kLong), at::ones({1, db}, at::kLong)}, 1);
+    auto positions = at::cat({at::arange(qb, at::kLong), at::arange(db, at::kLong)}).unsqueeze(0);
+    auto h = engine::run_layers(*model_, engine::embed(*model_, ids, types, positions), ids.ne(0).to(at::kLong), 0, k);
+    return h.slice(1, qb);
+  };
+  EXPECT_GT(max_abs_diff(joint_states(short_q), joint_states(long_q)), 1e-4);
+}
+
+// Invariant 5: padding never changes real-token outputs (deformer blocks and full mode).
+TEST_F(EngineTest, PaddingDoesNotChangeRealTokens) {
+  auto window = tokens(40, 7);
+  auto padded = engine::encode_documents(*model_, d_block(40, 7), n_);
+  std::vector<int64_t> exact(window);
+  exact.push_back(special_.sep);
+  const int64_t len = exact.size();
+  auto ids = row(exact);
+  auto hidden = engine::embed(*model_, ids, at::ones({1, len}, at::kLong), at::arange(len, at::kLong).unsqueeze(0));
+  auto unpadded = engine::run_layers(*model_, hidden, at::ones({1, len}, at::kLong), 0, n_);
+  EXPECT_LT(max_abs_diff(padded.slice(1, 0, len), unpadded), 1e-5);
+
+  auto question = tokens(8, 8);
+  auto full_short = full_block(question, window, 60, 64, special_);
+  auto full_long = full_block(question, window, 384, 64, special_);
+  auto logits_short = engine::full_logits(*model_, row(full_short.input_ids), row(full_short.token_type_ids),
+                                          row(full_short.attention_mask));
+  auto logits_long = engine::full_logits(*model_, row(full_long.input_ids), row(full_long.token_type_ids),
+                                         row(full_long.attention_mask));
+  const int64_t real = question.size() + window.size() + 3;
+  EXPECT_LT(max_abs_diff(logits_short.slice(1, 0, real), logits_long.slice(1, 0, real)), 1e-5);
+}
+
+// Invariant 6: decomposition adds no weights; the count equals BERT's formula for the source shape.
+TEST_F(EngineTest, ParameterCountEqualsTheSourceModel) {
+  const auto& c = model_->config();
+  const int64_t h = c.hidden_size, f = c.intermediate_size;
+  const int64_t embeddings = (int64_t(c.vocab_size) + c.max_position_embeddings + c.type_vocab_size) * h + 2 * h;
+  const int64_t layer = 4 * (h * h + h) + 2 * 2 * h + (h * f + f) + (f * h + h);
+  const int64_t head = 2 * h + 2;
+  EXPECT_EQ(model_->parameter_count(), embeddings + c.num_layers * layer + head);
+}
+
+// Batched rows are computed independently: a document's states do not depend on its batch neighbours.
+TEST_F(EngineTest, BatchRowsAreIndependent) {
+  auto a = d_block(100, 9), b = d_block(250, 10);
+  auto alone = engine::encode_documents(*model_, a, 2);
+  auto batched = engine::encode_documents(*model_, at::cat({a, b}), 2);
+  EXPECT_LT(max_abs_diff(alone[0], batched[0]), 1e-5);
+}
+
+TEST_F(EngineTest, SplitOutOfRangeIsRejected) {
+  auto q = q_block(5, 1);
+  EXPECT_THROW(engine::encode_questions(*model_, q, -1), std::invalid_argument);
+  EXPECT_THROW(engine::encode_questions(*model_, q, n_ + 1), std::invalid_argument);
+  try {
+    engine::check_split(*model_, n_ + 1);
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("out of range 0.." + std::to_string(n_)), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(engine::encode_questions(*model_, d_block(5, 1), 1), std::invalid_argument);  // wrong block length
+}
+
+// --- loader errors ---
+
+std::string load_error(const std::string& path) {
+  try {
+    Model::load(path);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("deformer-test-" + std::to_string(::getpid()) + "-" + name)).string();
+}
+
+TEST(ModelLoad, MissingFile) {
+  EXPECT_NE(load_error("/nonexistent/model.pt").find("cannot open model file"), std::string::npos);
+}
+
+TEST(ModelLoad, CorruptFile) {
+  auto path = temp_path("corrupt.pt");
+  std::ofstream(path) << "this is not a zip archive";
+  EXPECT_NE(load_error(path).find("not a readable TorchScript model file"), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, TruncatedFile) {
+  auto source = fixture("tiny-own-vocab.pt");
+  DEFORMER_REQUIRE_FILE(source);
+  auto path = temp_path("truncated.pt");
+  std::filesystem::copy_file(source, path, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  EXPECT_NE(load_error(path).find("not a readable TorchScript model file"), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+// Re-saves the fixture with altered extra files.
+std::string resaved(const std::string& name, const std::string& version, const std::string& model_type) {
+  auto source = fixture("tiny-own-vocab.pt");
+  torch::jit::ExtraFilesMap extra{{"deformer/config.json", ""}, {"deformer/vocab.txt", ""}, {"deformer/content_hash", ""}};
+  auto module = torch::jit::load(source, c10::nullopt, extra);
+  if (!version.empty()) extra["deformer/format_version"] = version;
+  auto& config = extra["deformer/config.json"];
+  auto pos = config.find("\"bert\",");
+  if (pos != std::string::npos) config.replace(pos, 7, "\"" + model_type + "\",");
+  auto path = temp_path(name);
+  module.save(path, extra);
+  return path;
+}
+
+TEST(ModelLoad, NotADeformerModel) {
+  DEFORMER_REQUIRE_FILE(fixture("tiny-own-vocab.pt"));
+  auto path = resaved("plain.pt", "", "bert");
+  EXPECT_NE(load_error(path).find("not a libdeformer model"), std::string::npos) << load_error(path);
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, UnknownFormatVersion) {
+  DEFORMER_REQUIRE_FILE(fixture("tiny-own-vocab.pt"));
+  auto path = resaved("v99.pt", "99", "bert");
+  EXPECT_NE(load_error(path).find("format version 99"), std::string::npos) << load_error(path);
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, WrongModelType) {
+  DEFORMER_REQUIRE_FILE(fixture("tiny-own-vocab.pt"));
+  auto path = resaved("gpt.pt", "1", "gpt2");
+  EXPECT_NE(load_error(path).find("unsupported model type 'gpt2'"), std::string::npos) << load_error(path);
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, BadOptions) {
+  EXPECT_THROW(parse_device("tpu"), std::invalid_argument);
+  EXPECT_THROW(parse_dtype("fp8"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace deformer

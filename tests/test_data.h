@@ -1,0 +1,35 @@
+#pragma once
+// Where tests find real data and fixture models. Data from ../shared/data is read in place (DEFORMER_DATA
+// overrides). On a user's machine a missing data directory skips the test with the reason; under CI=true
+// it fails, because CI always has the data.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace deformer::testing {
+
+inline std::string data_dir() {
+  const char* env = std::getenv("DEFORMER_DATA");
+  return env && *env ? env : DEFORMER_DEFAULT_DATA;
+}
+
+inline bool running_in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci && std::string(ci) == "true";
+}
+
+inline std::string fixture(const std::string& name) { return std::string(DEFORMER_FIXTURES) + "/" + name; }
+
+}  // namespace deformer::testing
+
+// Skips (or, under CI=true, fails) the current test when `path` does not exist.
+#define DEFORMER_REQUIRE_FILE(path)                                                                      \
+  do {                                                                                                   \
+    if (!std::filesystem::exists(path)) {                                                                \
+      if (::deformer::testing::running_in_ci()) FAIL() << "required file missing under CI: " << (path); \
+      GTEST_SKIP() << "skipped: " << (path) << " not found (set DEFORMER_DATA to the shared data directory)"; \
+    }                                                                                                    \
+  } while (0)

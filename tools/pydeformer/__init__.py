@@ -1,0 +1,1 @@
+"""Python side of libdeformer: the model definition, the exporter and reference scripts (torch only)."""

@@ -1,0 +1,95 @@
+"""deformer-export: a Hugging Face BERT QA checkpoint (or a random model) to a libdeformer model file."""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+from .bert import BertConfig, BertQA, init_random
+from .modelfile import ExportError, map_hf_state, read_checkpoint_dir, vocab_is_cased, write_model_file
+
+
+def _read_vocab(path: str) -> bytes:
+    with open(path, "rb") as f:
+        vocab = f.read()
+    try:
+        vocab.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ExportError("%s: vocabulary is not UTF-8 (byte %d)" % (path, e.start))
+    if not vocab.strip():
+        raise ExportError("%s: vocabulary is empty" % path)
+    return vocab
+
+
+def _lower_case(args, vocab: bytes, checkpoint_dir=None) -> bool:
+    if args.lower_case is not None:
+        return args.lower_case == "yes"
+    if checkpoint_dir:
+        tok_config = os.path.join(checkpoint_dir, "tokenizer_config.json")
+        if os.path.isfile(tok_config):
+            with open(tok_config, encoding="utf-8") as f:
+                value = json.load(f).get("do_lower_case")
+            if value is not None:
+                return bool(value)
+    return not vocab_is_cased(vocab.decode("utf-8"))
+
+
+def export_checkpoint(args) -> dict:
+    hf_config, state = read_checkpoint_dir(args.checkpoint)
+    config = BertConfig(hf_config)
+    vocab_path = args.vocab or os.path.join(args.checkpoint, "vocab.txt")
+    if not os.path.isfile(vocab_path):
+        raise ExportError("%s: no vocab.txt (pass --vocab)" % args.checkpoint)
+    vocab = _read_vocab(vocab_path)
+    model = BertQA(config)
+    model.load_state_dict(map_hf_state(config, state))
+    return write_model_file(model, config, vocab, _lower_case(args, vocab, args.checkpoint), args.out,
+                            source=os.path.abspath(args.checkpoint))
+
+
+def export_random(args) -> dict:
+    if not args.config or not args.vocab:
+        raise ExportError("--random-init needs --config and --vocab")
+    with open(args.config, encoding="utf-8") as f:
+        values = json.load(f)
+    vocab = _read_vocab(args.vocab)
+    values["vocab_size"] = len(vocab.decode("utf-8").splitlines())
+    config = BertConfig(values)
+    model = BertQA(config)
+    init_random(model, config, args.seed)
+    return write_model_file(model, config, vocab, _lower_case(args, vocab), args.out,
+                            source="random-init seed %d" % args.seed)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="deformer-export",
+        description="Write a libdeformer model file (TorchScript) from a Hugging Face BertForQuestionAnswering "
+                    "checkpoint directory, or a random-weight model of any shape.")
+    parser.add_argument("checkpoint", nargs="?", help="Hugging Face checkpoint directory")
+    parser.add_argument("--out", required=True, help="model file to write (written atomically)")
+    parser.add_argument("--random-init", action="store_true", help="random weights instead of a checkpoint")
+    parser.add_argument("--config", help="config.json giving the shape (with --random-init)")
+    parser.add_argument("--vocab", help="vocab.txt (default: the checkpoint's); sets vocab_size with --random-init")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (with --random-init)")
+    parser.add_argument("--lower-case", choices=("yes", "no"), default=None,
+                        help="tokenizer lower-casing (default: tokenizer_config.json, else guessed from the vocab)")
+    args = parser.parse_args(argv)
+    if args.random_init == bool(args.checkpoint):
+        parser.error("give either a checkpoint directory or --random-init")
+    try:
+        with torch.no_grad():
+            config = export_random(args) if args.random_init else export_checkpoint(args)
+    except (ExportError, ValueError, OSError) as e:
+        print("deformer-export: error: %s" % e, file=sys.stderr)
+        return 1
+    b = config["bert"]
+    print("wrote %s: %s, %d layers, hidden %d, vocab %d, lower_case=%s, %s" % (
+        args.out, config["architecture"], b["num_hidden_layers"], b["hidden_size"], b["vocab_size"],
+        config["tokenizer"]["do_lower_case"], config["content_hash"][:19]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The libdeformer model file (DESIGN.md section 3): reading Hugging Face checkpoints, writing TorchScript.
+
+The file is a TorchScript archive of BertQA with these extra files, which the C++ loader checks:
+  deformer/format_version   "1"
+  deformer/config.json      architecture, BertConfig, tokenizer settings, block layout, content hash
+  deformer/vocab.txt        the WordPiece vocabulary, one token a line
+  deformer/content_hash     sha256 over config, vocabulary and every tensor (identifies the model in caches)
+"""
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from .bert import HF_IGNORED, HF_LEGACY_SUFFIXES, BertConfig, BertQA, hf_parameter_names
+
+FORMAT_NAME = "libdeformer-model"
+FORMAT_VERSION = 1
+
+# Block layout of the paper's SQuAD setting and Hugging Face's windowing defaults (DESIGN.md section 2).
+DEFAULT_LAYOUT = {
+    "question_block": 27,
+    "document_block": 293,
+    "window_stride": 128,
+    "max_seq_len": 384,
+    "doc_stride": 128,
+    "max_question_len": 64,
+}
+
+SUPPORTED_ARCHITECTURES = ("BertForQuestionAnswering",)
+
+
+class ExportError(Exception):
+    """A checkpoint that cannot become a model file; the message says why."""
+
+
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "F64": torch.float64, "I64": torch.int64, "I32": torch.int32}
+
+
+def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
+    """Reads a .safetensors file without the safetensors package (8-byte length, JSON header, raw data)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ExportError("%s: too short to be a safetensors file" % path)
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if 8 + header_len > len(data):
+        raise ExportError("%s: header length %d exceeds the file size" % (path, header_len))
+    try:
+        header = json.loads(data[8:8 + header_len])
+    except ValueError as e:
+        raise ExportError("%s: header is not JSON (%s)" % (path, e))
+    body = data[8 + header_len:]
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise ExportError("%s: tensor %s has unsupported dtype %s" % (path, name, entry["dtype"]))
+        begin, end = entry["data_offsets"]
+        if not 0 <= begin <= end <= len(body):
+            raise ExportError("%s: tensor %s lies outside the file (truncated?)" % (path, name))
+        raw = bytearray(body[begin:end])
+        t = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        tensors[name] = t.reshape(entry["shape"]).clone()
+    return tensors
+
+
+def read_torch_bin(path: str) -> Dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except TypeError:  # torch without weights_only
+        state = torch.load(path, map_location="cpu")
+    except Exception as e:
+        raise ExportError("%s: cannot read the PyTorch checkpoint (%s)" % (path, e))
+    if not isinstance(state, dict):
+        raise ExportError("%s: expected a state dict, found %s" % (path, type(state).__name__))
+    return state
+
+
+def read_checkpoint_dir(directory: str) -> Tuple[Dict, Dict[str, torch.Tensor]]:
+    """Returns (config.json contents, state dict) of a Hugging Face checkpoint directory."""
+    config_path = os.path.join(directory, "config.json")
+    if not os.path.isfile(config_path):
+        raise ExportError("%s: no config.json (not a Hugging Face checkpoint directory)" % directory)
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    if model_type != "bert":
+        raise ExportError("unsupported architecture: %s (model_type %s); this exporter supports %s"
+                          % ("/".join(architectures) or "unknown", model_type, ", ".join(SUPPORTED_ARCHITECTURES)))
+    if architectures and not any(a in SUPPORTED_ARCHITECTURES for a in architectures):
+        raise ExportError("unsupported architecture: %s; this exporter supports %s (a model with a span head)"
+                          % ("/".join(architectures), ", ".join(SUPPORTED_ARCHITECTURES)))
+    safetensors = os.path.join(directory, "model.safetensors")
+    torch_bin = os.path.join(directory, "pytorch_model.bin")
+    if os.path.isfile(safetensors):
+        state = read_safetensors(safetensors)
+    elif os.path.isfile(torch_bin):
+        state = read_torch_bin(torch_bin)
+    else:
+        raise ExportError("%s: neither model.safetensors nor pytorch_model.bin" % directory)
+    return config, state
+
+
+def map_hf_state(config: BertConfig, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Renames a Hugging Face state dict to BertQA's names; every tensor must be mapped or ignored on purpose."""
+    normalised = {}
+    for name, tensor in state.items():
+        for old, new in HF_LEGACY_SUFFIXES:
+            if name.endswith(old):
+                name = name[: -len(old)] + new
+        normalised[name] = tensor
+    names = hf_parameter_names(config)
+    missing = [theirs for theirs in names.values() if theirs not in normalised]
+    if missing:
+        hint = " (the checkpoint has no QA head: is it a BertForQuestionAnswering?)" if any(
+            m.startswith("qa_outputs") for m in missing) else ""
+        raise ExportError("checkpoint lacks %d tensor(s): %s%s" % (len(missing), ", ".join(missing[:5]), hint))
+    known = set(names.values()) | set(HF_IGNORED)
+    unmapped = sorted(n for n in normalised if n not in known)
+    if unmapped:
+        raise ExportError("checkpoint has %d tensor(s) this exporter cannot map: %s"
+                          % (len(unmapped), ", ".join(unmapped[:5])))
+    return {ours: normalised[theirs].to(torch.float32) for ours, theirs in names.items()}
+
+
+def vocab_is_cased(vocab_text: str) -> bool:
+    """A vocabulary with upper-case word pieces belongs to a cased model."""
+    for token in vocab_text.splitlines():
+        if not (token.startswith("[") and token.endswith("]")) and token.lower() != token:
+            return True
+    return False
+
+
+def content_hash(config: Dict, vocab: bytes, state: Dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(config, sort_keys=True).encode())
+    h.update(vocab)
+    for name in sorted(state):
+        t = state[name].detach().to(torch.float32).contiguous()
+        h.update(("%s %s %s" % (name, t.dtype, list(t.shape))).encode())
+        h.update(t.numpy().tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def write_model_file(model: BertQA, bert_config: BertConfig, vocab: bytes, do_lower_case: bool, out: str,
+                     source: str, layout: Optional[Dict] = None) -> Dict:
+    """Scripts the model and writes it atomically (temporary file, then rename). Returns the embedded config."""
+    model = model.eval()
+    state = model.state_dict()
+    config = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model_type": "bert",
+        "architecture": "BertForQuestionAnswering",
+        "bert": bert_config.to_dict(),
+        "tokenizer": {"type": "wordpiece", "do_lower_case": do_lower_case, "vocab_file": "vocab.txt"},
+        "layout": dict(layout or DEFAULT_LAYOUT),
+        "source": source,
+        "exported_with_torch": torch.__version__,
+    }
+    digest = content_hash(config, vocab, state)
+    config["content_hash"] = digest
+    scripted = torch.jit.script(model)
+    extra = {
+        "deformer/format_version": str(FORMAT_VERSION),
+        "deformer/config.json": json.dumps(config, indent=1, sort_keys=True),
+        "deformer/vocab.txt": vocab,
+        "deformer/content_hash": digest,
+    }
+    directory = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=".deformer-export-", suffix=".pt", dir=directory)
+    os.close(fd)
+    try:
+        torch.jit.save(scripted, tmp, _extra_files=extra)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return config
+
+
+def load_model_file(path: str) -> Tuple[BertQA, Dict, str]:
+    """Reads a model file back as an eager BertQA (the reference for parity tests), its config and vocabulary."""
+    extra = {"deformer/config.json": "", "deformer/vocab.txt": ""}
+    scripted = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+    config = json.loads(extra["deformer/config.json"])
+    vocab = extra["deformer/vocab.txt"]
+    if isinstance(vocab, bytes):
+        vocab = vocab.decode("utf-8")
+    model = BertQA(BertConfig(config["bert"]))
+    model.load_state_dict(scripted.state_dict())
+    return model.eval(), config, vocab
