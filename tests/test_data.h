@@ -16,6 +16,9 @@ inline std::string data_dir() {
   return env && *env ? env : DEFORMER_DEFAULT_DATA;
 }
 
+// dev-v1.1.json, unpacked from the shared zip at configure time.
+inline std::string squad_dev_v11() { return std::string(DEFORMER_UNPACKED_DATA) + "/dev-v1.1.json"; }
+
 inline bool running_in_ci() {
   const char* ci = std::getenv("CI");
   return ci && std::string(ci) == "true";
