@@ -1,5 +1,6 @@
 // The invariants of DESIGN.md section 2 on the fixture model, and the loader's errors.
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <fstream>
@@ -193,7 +194,7 @@ TEST(ModelLoad, TruncatedFile) {
 std::string resaved(const std::string& name, const std::string& version, const std::string& model_type) {
   auto source = fixture("tiny-own-vocab.pt");
   torch::jit::ExtraFilesMap extra{{"deformer/config.json", ""}, {"deformer/vocab.txt", ""}, {"deformer/content_hash", ""}};
-  auto module = torch::jit::load(source, c10::nullopt, extra);
+  auto module = torch::jit::load(source, c10::Device(c10::kCPU), extra);
   if (!version.empty()) extra["deformer/format_version"] = version;
   auto& config = extra["deformer/config.json"];
   auto pos = config.find("\"bert\",");
@@ -227,6 +228,42 @@ TEST(ModelLoad, WrongModelType) {
 TEST(ModelLoad, BadOptions) {
   EXPECT_THROW(parse_device("tpu"), std::invalid_argument);
   EXPECT_THROW(parse_dtype("fp8"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace deformer
+
+namespace deformer {
+namespace {
+
+// The same model on CUDA (fp32, fp16, bf16) agrees with the CPU fp32 forward; skipped without a GPU.
+TEST(EngineCuda, MatchesCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no CUDA device in this build or machine";
+  auto path = testing::fixture("tiny-own-vocab.pt");
+  DEFORMER_REQUIRE_FILE(path);
+  auto cpu = Model::load(path);
+  const SpecialTokens special{0, 2, 3};
+  std::vector<int64_t> q{5, 9, 14, 30}, w;
+  for (int i = 0; i < 200; ++i) w.push_back(5 + (i * 37) % 500);
+  auto qb = question_block(q, cpu->config().question_block, special);
+  auto db = document_block(w, cpu->config().document_block, special);
+  auto q_ids = torch::tensor(qb.input_ids, torch::kLong).unsqueeze(0);
+  auto d_ids = torch::tensor(db.input_ids, torch::kLong).unsqueeze(0);
+  const int k = cpu->config().num_layers / 2;
+  auto reference = engine::answer_logits(*cpu, engine::encode_questions(*cpu, q_ids, k), q_ids,
+                                         engine::encode_documents(*cpu, d_ids, k), d_ids, k);
+  for (auto [dtype, tolerance] : {std::pair{DType::kFloat32, 1e-4}, {DType::kFloat16, 2e-2}, {DType::kBFloat16, 1e-1}}) {
+    LoadOptions options;
+    options.device = Device::kCUDA;
+    options.dtype = dtype;
+    auto gpu = Model::load(path, options);
+    auto qc = q_ids.cuda(), dc = d_ids.cuda();
+    auto logits = engine::answer_logits(*gpu, engine::encode_questions(*gpu, qc, k), qc,
+                                        engine::encode_documents(*gpu, dc, k), dc, k);
+    const double diff = (logits.cpu() - reference).abs().max().item<double>();
+    std::cout << "cuda " << to_string(dtype) << " max|d| vs cpu fp32: " << diff << std::endl;
+    EXPECT_LT(diff, tolerance) << to_string(dtype);
+  }
 }
 
 }  // namespace

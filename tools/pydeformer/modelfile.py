@@ -139,9 +139,13 @@ def vocab_is_cased(vocab_text: str) -> bool:
     return False
 
 
+# Provenance fields that do not change what the model computes, so they stay out of the content hash.
+_UNHASHED = ("source", "exported_with_torch", "content_hash")
+
+
 def content_hash(config: Dict, vocab: bytes, state: Dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps(config, sort_keys=True).encode())
+    h.update(json.dumps({k: v for k, v in config.items() if k not in _UNHASHED}, sort_keys=True).encode())
     h.update(vocab)
     for name in sorted(state):
         t = state[name].detach().to(torch.float32).contiguous()
