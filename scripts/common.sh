@@ -19,12 +19,25 @@ install_dependencies() {
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
-  if [ ${#missing[@]} -eq 0 ]; then return 0; fi
-  echo "installing: ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  select_openmp_blas
+}
+
+# With several BLAS builds installed, Debian picks by priority and the pthread OpenBLAS outranks the OpenMP one.
+select_openmp_blas() {
+  local name=libblas.so.3-$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+  local want=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/openblas-openmp/libblas.so.3
+  command -v update-alternatives >/dev/null 2>&1 && [ -e "$want" ] || return 0
+  if [ "$(readlink -f "/etc/alternatives/$name")" != "$want" ] && [ "$(id -u)" -eq 0 ]; then
+    echo "selecting the OpenMP OpenBLAS for libblas.so.3"
+    update-alternatives --set "$name" "$want"
+  fi
 }
 
 build_project() {

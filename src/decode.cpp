@@ -1,0 +1,166 @@
+#include "deformer/decode.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+namespace deformer {
+namespace {
+
+struct TokenSpan {
+  double score;
+  int64_t start;  // logit positions
+  int64_t end;
+};
+
+// Softmax over the positions that may carry probability: the null position and the context tokens. The
+// reference sets every other logit to -10000 first, which gives them exactly zero weight in float32.
+std::vector<double> softmax(const float* logits, const WindowScores& w) {
+  const size_t n = w.context_token.size();
+  double max = -std::numeric_limits<double>::infinity();
+  for (size_t i = 0; i < n; ++i)
+    if (w.context_token[i] >= 0 || static_cast<int64_t>(i) == w.null_position) max = std::max(max, double(logits[i]));
+  std::vector<double> p(n, 0.0);
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (w.context_token[i] >= 0 || static_cast<int64_t>(i) == w.null_position) sum += p[i] = std::exp(logits[i] - max);
+  for (double& v : p) v /= sum;
+  return p;
+}
+
+// Best spans of one window in the order Hugging Face's decode_spans returns them: by score, ties in
+// row-major (start, end) order.
+std::vector<TokenSpan> best_spans(const std::vector<double>& ps, const std::vector<double>& pe, const WindowScores& w,
+                                  int top_k, int max_len) {
+  std::vector<TokenSpan> spans;
+  const int64_t n = w.context_token.size();
+  for (int64_t s = 0; s < n; ++s) {
+    if (w.context_token[s] < 0 || ps[s] == 0.0) continue;
+    for (int64_t e = s; e < std::min<int64_t>(n, s + max_len); ++e)
+      if (w.context_token[e] >= 0 && pe[e] > 0.0) spans.push_back({ps[s] * pe[e], s, e});
+  }
+  const size_t keep = std::min<size_t>(spans.size(), top_k);
+  std::partial_sort(spans.begin(), spans.begin() + keep, spans.end(), [](const TokenSpan& a, const TokenSpan& b) {
+    return a.score != b.score ? a.score > b.score : (a.start != b.start ? a.start < b.start : a.end < b.end);
+  });
+  spans.resize(keep);
+  return spans;
+}
+
+// Character span of each word: from its first token's start to its last token's end.
+std::vector<std::pair<int64_t, int64_t>> word_spans(const TokenizedDocument& d) {
+  std::vector<std::pair<int64_t, int64_t>> words;
+  for (size_t t = 0; t < d.offsets.size(); ++t) {
+    const size_t w = d.word_of_token[t];
+    if (w >= words.size()) words.resize(w + 1, {std::numeric_limits<int64_t>::max(), 0});
+    words[w].first = std::min(words[w].first, d.offsets[t].first);
+    words[w].second = std::max(words[w].second, d.offsets[t].second);
+  }
+  return words;
+}
+
+// Pools candidates: merges equal character spans (keeping the best score), sorts by score (stable, so
+// earlier windows win ties as in the reference) and cuts to `limit`.
+std::vector<Span> merge_and_cut(std::vector<Span> spans, size_t limit) {
+  std::vector<Span> merged;
+  std::map<std::pair<int64_t, int64_t>, size_t> seen;
+  for (const auto& s : spans) {
+    auto key = s.null ? std::pair<int64_t, int64_t>{-1, -1} : std::pair{s.start, s.end};
+    auto [it, inserted] = seen.emplace(key, merged.size());
+    if (inserted) merged.push_back(s);
+    else merged[it->second].score = std::max(merged[it->second].score, s.score);
+  }
+  std::stable_sort(merged.begin(), merged.end(), [](const Span& a, const Span& b) { return a.score > b.score; });
+  if (merged.size() > limit) merged.resize(limit);
+  return merged;
+}
+
+std::vector<Span> decode_pipeline(const std::vector<WindowScores>& windows, const TokenizedDocument& document,
+                                  const DecodeOptions& o) {
+  const auto words = word_spans(document);
+  std::vector<Span> spans;
+  double null_score = std::numeric_limits<double>::infinity();
+  for (const auto& w : windows) {
+    auto ps = softmax(w.start_logits, w);
+    auto pe = softmax(w.end_logits, w);
+    null_score = std::min(null_score, ps[w.null_position] * pe[w.null_position]);
+    ps[w.null_position] = pe[w.null_position] = 0.0;
+    for (const auto& t : best_spans(ps, pe, w, o.top_k, o.max_answer_len)) {
+      const auto& first = words[document.word_of_token[w.context_token[t.start]]];
+      const auto& last = words[document.word_of_token[w.context_token[t.end]]];
+      spans.push_back({t.score, first.first, last.second, false});
+    }
+  }
+  if (o.handle_impossible_answer && !windows.empty()) spans.push_back({null_score, 0, 0, true});
+  return merge_and_cut(std::move(spans), o.top_k);
+}
+
+std::vector<int64_t> best_positions(const float* logits, const WindowScores& w, int n_best) {
+  std::vector<int64_t> order(w.context_token.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const size_t keep = std::min<size_t>(order.size(), n_best);
+  std::partial_sort(order.begin(), order.begin() + keep, order.end(),
+                    [&](int64_t a, int64_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a > b; });
+  order.resize(keep);
+  return order;
+}
+
+std::vector<Span> decode_squad(const std::vector<WindowScores>& windows, const TokenizedDocument& document,
+                               const DecodeOptions& o) {
+  std::vector<Span> spans;
+  double null_score = std::numeric_limits<double>::infinity();
+  for (const auto& w : windows) {
+    null_score = std::min(null_score, double(w.start_logits[w.null_position]) + w.end_logits[w.null_position]);
+    const auto starts = best_positions(w.start_logits, w, o.n_best_size);
+    const auto ends = best_positions(w.end_logits, w, o.n_best_size);
+    for (int64_t s : starts)
+      for (int64_t e : ends) {
+        if (w.context_token[s] < 0 || w.context_token[e] < 0 || e < s || e - s + 1 > o.max_answer_length) continue;
+        spans.push_back({double(w.start_logits[s]) + w.end_logits[e], document.offsets[w.context_token[s]].first,
+                         document.offsets[w.context_token[e]].second, false});
+      }
+  }
+  // utils_qa keeps every candidate (no merging); the stable sort keeps window order among equal scores.
+  std::stable_sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.score > b.score; });
+  if (spans.size() > static_cast<size_t>(o.n_best_size)) spans.resize(o.n_best_size);
+  if (o.version_2_with_negative && !windows.empty()) {
+    const Span null{null_score, 0, 0, true};
+    if (spans.empty() || null_score - spans.front().score > o.null_threshold) spans.insert(spans.begin(), null);
+  }
+  if (spans.size() > static_cast<size_t>(o.top_k)) spans.resize(o.top_k);
+  return spans;
+}
+
+}  // namespace
+
+void validate(const DecodeOptions& o) {
+  if (o.top_k < 1) throw std::invalid_argument("top_k must be at least 1, got " + std::to_string(o.top_k));
+  if (o.max_answer_len < 1) throw std::invalid_argument("max_answer_len must be at least 1");
+  if (o.n_best_size < 1) throw std::invalid_argument("n_best_size must be at least 1");
+  if (o.max_answer_length < 1) throw std::invalid_argument("max_answer_length must be at least 1");
+}
+
+std::vector<Span> decode_document(const std::vector<WindowScores>& windows, const TokenizedDocument& document,
+                                  const DecodeOptions& options) {
+  validate(options);
+  return options.decoding == Decoding::kSquad ? decode_squad(windows, document, options)
+                                              : decode_pipeline(windows, document, options);
+}
+
+std::string substring_by_code_points(const std::string& s, int64_t start, int64_t end) {
+  auto byte_of = [&](int64_t cp) {
+    size_t i = 0;
+    for (int64_t seen = 0; i < s.size() && seen < cp; ++seen) {
+      const unsigned char c = s[i];
+      i += c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    }
+    return std::min(i, s.size());
+  };
+  const size_t b = byte_of(start), e = byte_of(end);
+  return e > b ? s.substr(b, e - b) : std::string();
+}
+
+}  // namespace deformer

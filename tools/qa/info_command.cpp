@@ -1,0 +1,47 @@
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "deformer/model.h"
+
+namespace deformer::cli {
+
+void add_info_command(CLI::App& app) {
+  struct Options {
+    std::string model;
+    bool json = false;
+  };
+  auto options = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("info", "Print a model file's architecture, shape, layout and content hash");
+  cmd->add_option("--model", options->model, "model file written by deformer-export")->required();
+  cmd->add_flag("--json", options->json, "machine-readable output");
+  cmd->callback([options] {
+    auto model = Model::load(options->model);
+    const auto& c = model->config();
+    nlohmann::json j = {{"model", model->path()},
+                        {"model_type", c.model_type},
+                        {"architecture", c.architecture},
+                        {"layers", c.num_layers},
+                        {"hidden_size", c.hidden_size},
+                        {"heads", c.num_heads},
+                        {"intermediate_size", c.intermediate_size},
+                        {"vocab_size", c.vocab_size},
+                        {"parameters", model->parameter_count()},
+                        {"do_lower_case", c.do_lower_case},
+                        {"question_block", c.question_block},
+                        {"document_block", c.document_block},
+                        {"window_stride", c.window_stride},
+                        {"content_hash", model->content_hash()}};
+    if (options->json) {
+      std::cout << j.dump() << std::endl;
+      return;
+    }
+    for (const auto& [key, value] : j.items()) std::cout << key << ": " << (value.is_string() ? value.get<std::string>() : value.dump()) << "\n";
+  });
+}
+
+}  // namespace deformer::cli
