@@ -8,6 +8,7 @@ if(DEFORMER_PYTHON)
   add_test(NAME python_exporter COMMAND ${DEFORMER_PYTHON} -m unittest discover -s ${CMAKE_CURRENT_SOURCE_DIR}/python -v)
   set_tests_properties(python_exporter PROPERTIES ENVIRONMENT "PYTHONPATH=${PROJECT_SOURCE_DIR}/tools")
 endif()
+deformer_add_test(tokenizer_test tokenizer_test.cpp LIBS nlohmann_json::nlohmann_json ZLIB::ZLIB)
 
 # Parity with the eager PyTorch reference on real SQuAD dev pairs: the reference script runs first (fixture).
 deformer_add_test(parity_test parity_test.cpp LIBS nlohmann_json::nlohmann_json)

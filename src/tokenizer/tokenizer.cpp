@@ -1,0 +1,22 @@
+#include <stdexcept>
+
+#include "deformer/model.h"
+#include "deformer/tokenizer.h"
+
+namespace deformer {
+
+std::unique_ptr<Tokenizer> make_tokenizer(const Model& model) {
+  const ModelConfig& config = model.config();
+  if (config.tokenizer_type == "wordpiece") {
+    try {
+      return make_wordpiece(model.vocabulary(), config.do_lower_case);
+    } catch (const std::invalid_argument& e) {
+      // A bad vocabulary inside a model file is a broken file, not a caller error.
+      throw std::runtime_error("'" + model.path() + "': " + e.what());
+    }
+  }
+  throw std::runtime_error("'" + model.path() + "' declares tokenizer type '" + config.tokenizer_type +
+                           "', which this build does not support (supported: wordpiece)");
+}
+
+}  // namespace deformer

@@ -1,0 +1,264 @@
+// WordPiece tokenizer: behaviour on a small inline vocabulary, and parity with Hugging Face goldens
+// (tests/golden/, made by make_tokenizer_goldens.js / make_tokenizer_goldens_hf.py) on every SQuAD v1.1 dev
+// context and question plus tests/golden/hard_strings.json.
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "deformer/tokenizer.h"
+#include "test_data.h"
+
+namespace deformer {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string read_gzip(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) throw std::runtime_error("cannot open " + path);
+  std::string out;
+  char buf[1 << 16];
+  int n;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, n);
+  gzclose(f);
+  if (n < 0) throw std::runtime_error("corrupt gzip " + path);
+  return out;
+}
+
+// A toy vocabulary: ids are line numbers.
+const char* const kToyVocab =
+    "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n,\nworld\n!\nun\n##aff\n##able\nnaive\ncafe\n##s\n北\n京\ni\n";
+
+std::unique_ptr<Tokenizer> toy(bool lower = true) { return make_wordpiece(kToyVocab, lower); }
+
+std::vector<std::pair<int64_t, int64_t>> spans(const Encoding& e) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& o : e.offsets) out.emplace_back(o.begin, o.end);
+  return out;
+}
+
+using Spans = std::vector<std::pair<int64_t, int64_t>>;
+using Ids = std::vector<int32_t>;
+
+TEST(WordPiece, SplitsPunctuationAndSubwords) {
+  auto t = toy();
+  Encoding e = t->encode("Hello, unaffable world!");
+  EXPECT_EQ(e.ids, (Ids{5, 6, 9, 10, 11, 7, 8}));
+  EXPECT_EQ(spans(e), (Spans{{0, 5}, {5, 6}, {7, 9}, {9, 12}, {12, 16}, {17, 22}, {22, 23}}));
+}
+
+TEST(WordPiece, OffsetsAreCodePointsIntoTheOriginal) {
+  auto t = toy();
+  // "Naïve" has a precomposed ï; "cafe\u0301s" a combining accent that uncased normalization removes.
+  Encoding e = t->encode("  Naïve\tcafe\xcc\x81s");
+  EXPECT_EQ(e.ids, (Ids{12, 13, 14}));
+  EXPECT_EQ(spans(e), (Spans{{2, 7}, {8, 12}, {13, 14}}));
+}
+
+TEST(WordPiece, CasedKeepsCaseAndAccents) {
+  auto t = toy(false);
+  Encoding e = t->encode("Hello hello");
+  EXPECT_EQ(e.ids, (Ids{1, 5}));
+}
+
+TEST(WordPiece, CjkCharactersAreWords) {
+  auto t = toy();
+  Encoding e = t->encode("i北京i");
+  EXPECT_EQ(e.ids, (Ids{17, 15, 16, 17}));
+  EXPECT_EQ(spans(e), (Spans{{0, 1}, {1, 2}, {2, 3}, {3, 4}}));
+}
+
+TEST(WordPiece, UnknownAndOverlongWordsAreOneUnk) {
+  auto t = toy();
+  EXPECT_EQ(t->encode("hellox").ids, (Ids{1}));
+  EXPECT_EQ(spans(t->encode("hellox")), (Spans{{0, 6}}));
+  std::string long_word(101, 'i');
+  EXPECT_EQ(t->encode(long_word + " i").ids, (Ids{1, 17}));
+  EXPECT_EQ(spans(t->encode(long_word)), (Spans{{0, 101}}));
+}
+
+TEST(WordPiece, ControlCharactersAreDroppedAndOffsetsSkipThem) {
+  auto t = toy();
+  Encoding e = t->encode(std::string("hel\x00lo\x01 \xe2\x80\x8b" "world", 16));
+  EXPECT_EQ(e.ids, (Ids{5, 7}));
+  EXPECT_EQ(spans(e), (Spans{{0, 6}, {9, 14}}));
+}
+
+TEST(WordPiece, LiteralSpecialTokensAsInHuggingFace) {
+  auto t = toy();
+  Encoding e = t->encode("hello[SEP]world [cls]");
+  EXPECT_EQ(e.ids, (Ids{5, 3, 7, 1, 1, 1}));
+  EXPECT_EQ(spans(e)[1], (std::pair<int64_t, int64_t>{5, 10}));
+}
+
+TEST(WordPiece, EmptyAndWhitespaceOnly) {
+  auto t = toy();
+  EXPECT_TRUE(t->encode("").ids.empty());
+  EXPECT_TRUE(t->encode(" \t\r\n\xe3\x80\x80").ids.empty());
+}
+
+TEST(WordPiece, InvalidUtf8NamesTheByteOffset) {
+  auto t = toy();
+  const std::pair<std::string, std::string> cases[] = {
+      {"hello \xff", "byte offset 6"},          // byte never valid
+      {"ab\x80", "byte offset 2"},              // stray continuation
+      {"abc\xc3", "byte offset 3"},             // truncated
+      {"\xc0\xaf", "byte offset 0"},            // overlong '/'
+      {"x\xe0\x80\xaf", "byte offset 1"},       // overlong 3-byte
+      {"\xed\xa0\x80", "byte offset 0"},        // surrogate
+      {"\xf4\x90\x80\x80", "byte offset 0"},    // above U+10FFFF
+      {"\xe4\xb8x", "byte offset 2"},           // bad continuation
+  };
+  for (const auto& [text, where] : cases) {
+    try {
+      t->encode(text);
+      ADD_FAILURE() << "no error for invalid UTF-8, expected " << where;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(where), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(WordPiece, VocabularyAccessAndErrors) {
+  auto t = toy();
+  EXPECT_EQ(t->vocab_size(), 18u);
+  EXPECT_EQ(t->id_to_token(10), "##aff");
+  EXPECT_EQ(t->token_to_id("world"), 7);
+  EXPECT_EQ(t->token_to_id("nope"), -1);
+  EXPECT_THROW(t->id_to_token(18), std::out_of_range);
+  EXPECT_THROW(t->id_to_token(-1), std::out_of_range);
+  const SpecialTokens& s = t->special_tokens();
+  EXPECT_EQ(s.pad, 0);
+  EXPECT_EQ(s.unk, 1);
+  EXPECT_EQ(s.cls, 2);
+  EXPECT_EQ(s.sep, 3);
+  EXPECT_EQ(s.mask, 4);
+  EXPECT_STREQ(t->type(), "wordpiece");
+  EXPECT_THROW(make_wordpiece("", true), std::invalid_argument);
+  EXPECT_THROW(make_wordpiece("[CLS]\n[SEP]\n[PAD]\nhello\n", true), std::invalid_argument);
+}
+
+TEST(WordPiece, ConcurrentEncodeGivesTheSameResult) {
+  std::shared_ptr<const Tokenizer> t = toy();
+  const std::string text = "Hello, unaffable world! Naïve cafés 北京";
+  const Encoding want = t->encode(text);
+  std::vector<std::thread> threads;
+  std::atomic<int> bad{0};
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&] {
+      for (int r = 0; r < 500; ++r) {
+        Encoding e = t->encode(text);
+        if (e.ids != want.ids || !(e.offsets == want.offsets)) ++bad;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(WordPiece, HelloWorldWithTheRealUncasedVocab) {
+  const std::string vocab = testing::data_dir() + "/tokenizers/bert-base-uncased-vocab.txt";
+  DEFORMER_REQUIRE_FILE(vocab);
+  auto t = make_wordpiece(read_file(vocab), true);
+  EXPECT_EQ(t->encode("Hello, world!").ids, (Ids{7592, 1010, 2088, 999}));
+  EXPECT_EQ(t->special_tokens().cls, 101);
+  EXPECT_EQ(t->special_tokens().sep, 102);
+  EXPECT_EQ(t->special_tokens().pad, 0);
+  EXPECT_EQ(t->special_tokens().unk, 100);
+}
+
+// Texts by golden key: c/A/P (context), q/A/P/Q (question), h/I (hard string).
+std::map<std::string, std::string> golden_texts() {
+  std::map<std::string, std::string> texts;
+  auto dev = nlohmann::json::parse(read_file(testing::squad_dev_v11()));
+  const auto& data = dev.at("data");
+  for (size_t a = 0; a < data.size(); ++a) {
+    const auto& paragraphs = data[a].at("paragraphs");
+    for (size_t p = 0; p < paragraphs.size(); ++p) {
+      const std::string cp = std::to_string(a) + "/" + std::to_string(p);
+      texts["c/" + cp] = paragraphs[p].at("context").get<std::string>();
+      const auto& qas = paragraphs[p].at("qas");
+      for (size_t q = 0; q < qas.size(); ++q) texts["q/" + cp + "/" + std::to_string(q)] = qas[q].at("question");
+    }
+  }
+  auto hard = nlohmann::json::parse(read_file(std::string(DEFORMER_SOURCE_DIR) + "/tests/golden/hard_strings.json"));
+  for (size_t i = 0; i < hard.size(); ++i) texts["h/" + std::to_string(i)] = hard[i].get<std::string>();
+  return texts;
+}
+
+void check_golden(const std::string& vocab_name, bool lower, const std::string& golden_name) {
+  const std::string vocab = testing::data_dir() + "/tokenizers/" + vocab_name;
+  const std::string golden = std::string(DEFORMER_SOURCE_DIR) + "/tests/golden/" + golden_name;
+  DEFORMER_REQUIRE_FILE(vocab);
+  DEFORMER_REQUIRE_FILE(testing::squad_dev_v11());
+  ASSERT_TRUE(std::filesystem::exists(golden)) << golden;  // committed: never skipped
+  auto tokenizer = make_wordpiece(read_file(vocab), lower);
+  const auto texts = golden_texts();
+  std::istringstream lines(read_gzip(golden));
+  std::string line;
+  size_t total = 0, matched = 0, contexts = 0, questions = 0, hard = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    const std::string key = j.at("key");
+    auto it = texts.find(key);
+    ASSERT_NE(it, texts.end()) << "golden key " << key << " not in the dev set or hard strings";
+    ++total;
+    contexts += key[0] == 'c';
+    questions += key[0] == 'q';
+    hard += key[0] == 'h';
+    const Ids want_ids = j.at("ids").get<Ids>();
+    const std::vector<int64_t> flat = j.at("offsets").get<std::vector<int64_t>>();
+    Spans want_spans;
+    for (size_t k = 0; k + 1 < flat.size(); k += 2) want_spans.emplace_back(flat[k], flat[k + 1]);
+    Encoding got = tokenizer->encode(it->second);
+    if (got.ids == want_ids && spans(got) == want_spans) {
+      ++matched;
+      continue;
+    }
+    // Report the first differing token of the first few mismatches.
+    if (total - matched <= 10) {
+      size_t k = 0;
+      auto got_spans = spans(got);
+      while (k < got.ids.size() && k < want_ids.size() && got.ids[k] == want_ids[k] && got_spans[k] == want_spans[k]) ++k;
+      std::ostringstream msg;
+      msg << key << ": " << got.ids.size() << " tokens, HF " << want_ids.size() << "; first difference at token " << k;
+      if (k < got.ids.size())
+        msg << " ours " << got.ids[k] << " '" << tokenizer->id_to_token(got.ids[k]) << "' [" << got_spans[k].first << ","
+            << got_spans[k].second << ")";
+      if (k < want_ids.size())
+        msg << " HF " << want_ids[k] << " '" << tokenizer->id_to_token(want_ids[k]) << "' [" << want_spans[k].first
+            << "," << want_spans[k].second << ")";
+      ADD_FAILURE() << msg.str();
+    }
+  }
+  std::cout << golden_name << ": " << matched << "/" << total << " texts match (" << contexts << " contexts, "
+            << questions << " questions, " << hard << " hard strings)\n";
+  EXPECT_EQ(matched, total);
+  // The dev set has 2067 contexts and 10570 questions; a truncated golden must not pass.
+  EXPECT_EQ(contexts, 2067u);
+  EXPECT_EQ(questions, 10570u);
+  EXPECT_EQ(texts.size(), total);
+}
+
+TEST(WordPieceGolden, BertBaseUncasedMatchesHuggingFace) {
+  check_golden("bert-base-uncased-vocab.txt", true, "wordpiece-bert-base-uncased.jsonl.gz");
+}
+
+TEST(WordPieceGolden, BertBaseCasedMatchesHuggingFace) {
+  check_golden("bert-base-cased-vocab.txt", false, "wordpiece-bert-base-cased.jsonl.gz");
+}
+
+}  // namespace
+}  // namespace deformer
