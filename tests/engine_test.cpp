@@ -8,6 +8,7 @@
 #include "deformer/engine.h"
 #include "deformer/layout.h"
 #include "deformer/model.h"
+#include "deformer/tokenizer.h"
 #include "test_data.h"
 
 namespace deformer {
@@ -26,7 +27,7 @@ class EngineTest : public ::testing::Test {
     DEFORMER_REQUIRE_FILE(path_);
     model_ = Model::load(path_);
     n_ = model_->config().num_layers;
-    special_ = {0, 2, 3};  // pydeformer.vocab puts [PAD] [UNK] [CLS] [SEP] first
+    special_ = make_tokenizer(*model_)->special_tokens();
   }
   // Token ids of ordinary pieces (not specials) drawn deterministically.
   std::vector<int64_t> tokens(int count, int seed) const {
@@ -242,7 +243,7 @@ TEST(EngineCuda, MatchesCpu) {
   auto path = testing::fixture("tiny-own-vocab.pt");
   DEFORMER_REQUIRE_FILE(path);
   auto cpu = Model::load(path);
-  const SpecialTokens special{0, 2, 3};
+  const SpecialTokens special = make_tokenizer(*cpu)->special_tokens();
   std::vector<int64_t> q{5, 9, 14, 30}, w;
   for (int i = 0; i < 200; ++i) w.push_back(5 + (i * 37) % (cpu->config().vocab_size - 5));
   auto qb = question_block(q, cpu->config().question_block, special);

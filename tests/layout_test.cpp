@@ -5,7 +5,14 @@
 namespace deformer {
 namespace {
 
-const SpecialTokens kSpecial{0, 101, 102};
+SpecialTokens bert_special() {
+  SpecialTokens s;
+  s.pad = 0;
+  s.cls = 101;
+  s.sep = 102;
+  return s;
+}
+const SpecialTokens kSpecial = bert_special();
 
 TEST(Layout, QuestionBlockIsClsQuestionSepPadded) {
   auto b = question_block({7, 8, 9}, 8, kSpecial);

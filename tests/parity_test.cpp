@@ -65,7 +65,10 @@ TEST(Parity, CppForwardEqualsReference) {
     const std::string model_path = spec.at("model");
     auto model = Model::load(model_path, test_options());
     const c10::Device device = model->options().device == Device::kCUDA ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
-    const SpecialTokens special{spec.value("pad", 0), spec.at("cls"), spec.at("sep")};
+    SpecialTokens special;
+    special.pad = spec.value("pad", 0);
+    special.cls = spec.at("cls");
+    special.sep = spec.at("sep");
     const auto& c = model->config();
     double worst_full = 0, worst_deformer = 0;
     int full_cases = 0, deformer_cases = 0;

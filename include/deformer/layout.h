@@ -5,13 +5,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace deformer {
+#include "deformer/tokenizer.h"  // SpecialTokens
 
-struct SpecialTokens {
-  int64_t pad = 0;
-  int64_t cls = 101;
-  int64_t sep = 102;
-};
+namespace deformer {
 
 // One padded row: ids, token types, positions and the key mask (1 real, 0 padding), all of one length.
 struct Block {

@@ -4,6 +4,4 @@
 
 namespace deformer::cli {
 void add_info_command(CLI::App& app);
-void add_tokenize_command(CLI::App& app);
-void add_score_command(CLI::App& app);
 }  // namespace deformer::cli

@@ -13,8 +13,6 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string(deformer::version()));
   app.require_subcommand(1);
   deformer::cli::add_info_command(app);
-  deformer::cli::add_tokenize_command(app);
-  deformer::cli::add_score_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
