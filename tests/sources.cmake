@@ -13,3 +13,6 @@ deformer_add_test(tokenizer_test tokenizer_test.cpp LIBS nlohmann_json::nlohmann
 # Parity with the eager PyTorch reference on real SQuAD dev pairs: the reference script runs first (fixture).
 deformer_add_test(parity_test parity_test.cpp LIBS nlohmann_json::nlohmann_json)
 add_dependencies(parity_test fixtures)
+deformer_add_test(decode_test decode_test.cpp)
+deformer_add_test(reader_test reader_test.cpp)
+add_dependencies(reader_test fixtures)

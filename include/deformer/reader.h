@@ -1,0 +1,68 @@
+#pragma once
+// deformer::Reader: questions in, answers with character offsets out (DESIGN.md sections 2 and 5).
+//
+//   auto model = deformer::Model::load("model.pt");
+//   deformer::Reader reader(model);                      // deformer mode, k = 3/4 of the layers
+//   auto answers = reader.ask("Who lit the lamp?", {{"lighthouse", text}});
+//   // answers[0].answer, .score, .start, .end (code points into text), .doc
+//
+// Deformer mode encodes the question's lower layers once, the documents' windows separately (or takes their
+// states from a cache), and runs the upper layers on [question ; window] in batches. Full mode is standard
+// BERT QA with Hugging Face's windowing (max_seq_len 384, overlap doc_stride 128, question cut to 64 tokens).
+//
+// Thread safety: a Reader is immutable; ask() is const and may run on several threads at once, sharing the
+// model. No torch types in this header.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "deformer/decode.h"
+#include "deformer/model.h"
+
+namespace deformer {
+
+class Tokenizer;
+
+enum class Mode { kDeformer, kFull };
+const char* to_string(Mode mode);
+// "deformer" or "full"; throws std::invalid_argument otherwise.
+Mode parse_mode(const std::string& text);
+
+struct ReaderOptions {
+  Mode mode = Mode::kDeformer;  // decomposed (DeFormer) or standard full-attention BERT
+  int k = -1;                   // split layer in deformer mode; -1 picks num_layers * 3 / 4 (9 of 12, the paper's)
+  int batch_size = 32;          // windows per forward pass
+  DecodeOptions decode;         // answer decoding semantics and limits
+  // Receives warnings (a question cut to the question block); nullptr prints them to stderr.
+  std::function<void(const std::string&)> warn;
+};
+
+struct Document {
+  std::string id;
+  std::string text;  // UTF-8
+};
+
+class Reader {
+ public:
+  // Throws std::invalid_argument for options the model cannot honour (k out of range, batch_size < 1, top_k < 1).
+  explicit Reader(std::shared_ptr<const Model> model, ReaderOptions options = {});
+  ~Reader();
+
+  // Answers `question` over `documents`, best first (at most top_k). Throws std::invalid_argument for an
+  // empty question, an empty or non-UTF-8 document, or duplicate document ids.
+  std::vector<Answer> ask(const std::string& question, const std::vector<Document>& documents) const;
+
+  const ReaderOptions& options() const { return options_; }
+  int split_layer() const { return k_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  ReaderOptions options_;
+  int k_ = 0;
+};
+
+}  // namespace deformer

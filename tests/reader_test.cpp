@@ -1,0 +1,129 @@
+// The reader end to end on the fixture model: well-formed answers in both modes, batching independence,
+// and the errors a user meets.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "deformer/reader.h"
+#include "test_data.h"
+
+namespace deformer {
+namespace {
+
+std::string sample(const std::string& name) {
+  std::ifstream in(std::string(DEFORMER_SOURCE_DIR) + "/samples/documents/" + name);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class ReaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto path = testing::fixture("tiny-own-vocab.pt");
+    DEFORMER_REQUIRE_FILE(path);
+    model_ = Model::load(path);
+    docs_ = {{"lighthouse", sample("lighthouse.txt")}, {"bread", sample("bread.txt")}};
+    // A long document of several windows in both modes.
+    std::string long_text;
+    for (const char* name : {"lighthouse.txt", "bread.txt", "river.txt", "chess.txt"}) long_text += sample(name) + "\n";
+    docs_.push_back({"all", long_text + long_text});
+  }
+  std::shared_ptr<const Model> model_;
+  std::vector<Document> docs_;
+};
+
+void expect_well_formed(const std::vector<Answer>& answers, const std::vector<Document>& docs) {
+  for (const auto& a : answers) {
+    const Document* doc = nullptr;
+    for (const auto& d : docs)
+      if (d.id == a.doc) doc = &d;
+    ASSERT_NE(doc, nullptr) << "unknown doc " << a.doc;
+    EXPECT_LT(a.start, a.end);
+    EXPECT_EQ(a.answer, substring_by_code_points(doc->text, a.start, a.end));
+    EXPECT_EQ(a.answer.front() == ' ', false) << "answers never start with whitespace";
+    EXPECT_GT(a.score, 0.0);
+    EXPECT_LE(a.score, 1.0);
+  }
+  for (size_t i = 1; i < answers.size(); ++i) EXPECT_GE(answers[i - 1].score, answers[i].score);
+}
+
+TEST_F(ReaderTest, BothModesGiveWellFormedAnswers) {
+  for (Mode mode : {Mode::kDeformer, Mode::kFull}) {
+    ReaderOptions o;
+    o.mode = mode;
+    o.decode.top_k = 5;
+    Reader reader(model_, o);
+    auto answers = reader.ask("When was the lighthouse first lit?", docs_);
+    ASSERT_EQ(answers.size(), 5u) << to_string(mode);
+    expect_well_formed(answers, docs_);
+  }
+}
+
+TEST_F(ReaderTest, BatchSizeDoesNotChangeAnswers) {
+  ReaderOptions small, large;
+  small.batch_size = 1;
+  large.batch_size = 64;
+  small.decode.top_k = large.decode.top_k = 3;
+  auto a = Reader(model_, small).ask("How long does bulk fermentation last?", docs_);
+  auto b = Reader(model_, large).ask("How long does bulk fermentation last?", docs_);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].doc, b[i].doc);
+    EXPECT_EQ(a[i].start, b[i].start);
+    EXPECT_EQ(a[i].end, b[i].end);
+    EXPECT_NEAR(a[i].score, b[i].score, 1e-6);
+  }
+}
+
+TEST_F(ReaderTest, ImpossibleAnswerIsOffered) {
+  ReaderOptions o;
+  o.decode.handle_impossible_answer = true;
+  o.decode.top_k = 100000;  // every candidate, so the null answer must appear, once
+  auto answers = Reader(model_, o).ask("Who won?", docs_);
+  int nulls = 0;
+  for (const auto& a : answers) nulls += a.doc.empty() && a.answer.empty() && a.start == 0 && a.end == 0;
+  EXPECT_EQ(nulls, 1);
+}
+
+TEST_F(ReaderTest, LongQuestionIsTruncatedWithAWarning) {
+  std::vector<std::string> warnings;
+  ReaderOptions o;
+  o.warn = [&](const std::string& w) { warnings.push_back(w); };
+  std::string question;
+  for (int i = 0; i < 40; ++i) question += "lighthouse ";
+  auto answers = Reader(model_, o).ask(question, docs_);
+  EXPECT_FALSE(answers.empty());
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("cut to the question block"), std::string::npos) << warnings[0];
+}
+
+TEST_F(ReaderTest, BadInputsAreRejectedClearly) {
+  Reader reader(model_);
+  auto message = [&](const std::string& q, const std::vector<Document>& d) {
+    try {
+      reader.ask(q, d);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(message("", docs_).find("question is empty"), std::string::npos);
+  EXPECT_NE(message("   ", docs_).find("question is empty"), std::string::npos);
+  EXPECT_NE(message("who?", {{"e", ""}}).find("document 'e' is empty"), std::string::npos);
+  EXPECT_NE(message("who?", {{"a", "x y"}, {"a", "z"}}).find("duplicate document id 'a'"), std::string::npos);
+  EXPECT_NE(message("who?", {{"bad", "caf\xC3"}}).find("document 'bad'"), std::string::npos);
+  EXPECT_NE(message("wh\xFFo?", docs_).find("question"), std::string::npos);
+
+  ReaderOptions o;
+  o.decode.top_k = 0;
+  EXPECT_THROW(Reader(model_, o), std::invalid_argument);
+  o.decode.top_k = 1;
+  o.k = model_->config().num_layers + 1;
+  EXPECT_THROW(Reader(model_, o), std::invalid_argument);
+  EXPECT_THROW(parse_mode("half"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace deformer
