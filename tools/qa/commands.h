@@ -4,4 +4,5 @@
 
 namespace deformer::cli {
 void add_info_command(CLI::App& app);
+void add_ask_command(CLI::App& app);
 }  // namespace deformer::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
                std::string(deformer::version()) + ")"};
   app.set_version_flag("--version", std::string(deformer::version()));
   app.require_subcommand(1);
+  deformer::cli::add_ask_command(app);
   deformer::cli::add_info_command(app);
   try {
     app.parse(argc, argv);

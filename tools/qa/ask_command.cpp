@@ -1,0 +1,100 @@
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "common.h"
+
+namespace deformer::cli {
+namespace {
+
+struct AskArgs {
+  ModelArgs model;
+  ReaderArgs reader;
+  std::string question;
+  std::string context;
+  std::string context_file;
+  std::string questions;
+  bool timing = false;
+};
+
+// One JSONL line of --questions: {"id", "question", "context"}.
+void answer_lines(const Reader& reader, std::istream& in, const std::string& name) {
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = name + ":" + std::to_string(number);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::invalid_argument(where + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!j.is_object() || !j.contains("question") || !j["question"].is_string())
+      throw std::invalid_argument(where + ": expected an object with a string \"question\"");
+    if (!j.contains("context") || !j["context"].is_string())
+      throw std::invalid_argument(where + ": expected a string \"context\" (cached documents by \"doc\" need --cache)");
+    const std::string id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump()) : std::to_string(number);
+    std::vector<Answer> answers;
+    try {
+      answers = reader.ask(j["question"], {{id, j["context"]}});
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(where + ": " + e.what());
+    }
+    nlohmann::json out = {{"id", id}, {"answers", nlohmann::json::array()}};
+    for (const auto& a : answers) out["answers"].push_back(to_json(a));
+    std::cout << out.dump() << "\n";
+  }
+}
+
+}  // namespace
+
+void add_ask_command(CLI::App& app) {
+  auto args = std::make_shared<AskArgs>();
+  auto* cmd = app.add_subcommand("ask", "Answer questions over raw text and print JSON answers "
+                                        "{answer, score, start, end, doc}; start/end are character offsets");
+  add_model_options(cmd, args->model);
+  add_reader_options(cmd, args->reader);
+  cmd->add_option("--question", args->question, "the question");
+  auto* ctx = cmd->add_option("--context", args->context, "the document text");
+  auto* file = cmd->add_option("--context-file", args->context_file, "a UTF-8 text file holding the document");
+  auto* many = cmd->add_option("--questions", args->questions,
+                               "JSONL of {\"id\", \"question\", \"context\"} ('-' for stdin); one output line each");
+  ctx->excludes(file);
+  many->excludes(ctx)->excludes(file);
+  cmd->add_flag("--timing", args->timing, "print the time taken to stderr");
+  cmd->callback([args] {
+    auto model = load_model(args->model);
+    Reader reader(model, reader_options(args->reader));
+    const auto begin = std::chrono::steady_clock::now();
+    if (!args->questions.empty()) {
+      if (args->questions == "-") {
+        answer_lines(reader, std::cin, "stdin");
+      } else {
+        std::ifstream in(args->questions);
+        if (!in) throw std::runtime_error("cannot read '" + args->questions + "'");
+        answer_lines(reader, in, args->questions);
+      }
+    } else {
+      if (args->question.empty()) throw CLI::ValidationError("--question", "give --question (or --questions FILE)");
+      Document doc;
+      if (!args->context_file.empty()) {
+        doc = {std::filesystem::path(args->context_file).filename().string(), read_file(args->context_file)};
+      } else if (!args->context.empty()) {
+        doc = {"context", args->context};
+      } else {
+        throw CLI::ValidationError("--context", "give --context TEXT or --context-file FILE");
+      }
+      for (const auto& a : reader.ask(args->question, {doc})) std::cout << to_json(a).dump() << "\n";
+    }
+    if (args->timing) {
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin).count();
+      std::cerr << "mode " << to_string(reader.options().mode) << (reader.options().mode == Mode::kDeformer ? " k=" + std::to_string(reader.split_layer()) : "")
+                << ": " << ms << " ms" << std::endl;
+    }
+  });
+}
+
+}  // namespace deformer::cli

@@ -1,0 +1,56 @@
+#include "common.h"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace deformer::cli {
+
+void add_model_options(CLI::App* cmd, ModelArgs& args) {
+  cmd->add_option("--model", args.model, "model file written by deformer-export")->required();
+  cmd->add_option("--device", args.device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--dtype", args.dtype, "compute dtype: fp32, fp16 or bf16")->capture_default_str();
+  cmd->add_option("--threads", args.threads, "CPU threads (0: all cores)")->capture_default_str();
+}
+
+std::shared_ptr<const Model> load_model(const ModelArgs& args) {
+  LoadOptions options;
+  options.device = parse_device(args.device);
+  options.dtype = parse_dtype(args.dtype);
+  options.threads = args.threads;
+  return Model::load(args.model, options);
+}
+
+void add_reader_options(CLI::App* cmd, ReaderArgs& args) {
+  cmd->add_option("--mode", args.mode, "deformer (decomposed) or full (standard BERT)")->capture_default_str();
+  cmd->add_option("--k", args.k, "split layer in deformer mode (-1: 3/4 of the layers)")->capture_default_str();
+  cmd->add_option("--top-k", args.top_k, "answers per question")->capture_default_str();
+  cmd->add_option("--max-answer-len", args.max_answer_len, "longest answer in tokens")->capture_default_str();
+  cmd->add_flag("--handle-impossible-answer", args.handle_impossible_answer, "allow the empty answer");
+  cmd->add_option("--batch-size", args.batch_size, "windows per forward pass")->capture_default_str();
+}
+
+ReaderOptions reader_options(const ReaderArgs& args) {
+  ReaderOptions o;
+  o.mode = parse_mode(args.mode);
+  o.k = args.k;
+  o.batch_size = args.batch_size;
+  o.decode.top_k = args.top_k;
+  o.decode.max_answer_len = args.max_answer_len;
+  o.decode.handle_impossible_answer = args.handle_impossible_answer;
+  return o;
+}
+
+nlohmann::json to_json(const Answer& a) {
+  return {{"answer", a.answer}, {"score", a.score}, {"start", a.start}, {"end", a.end}, {"doc", a.doc}};
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read '" + path + "'");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace deformer::cli

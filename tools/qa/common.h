@@ -1,0 +1,39 @@
+#pragma once
+// Options and helpers shared by the deformer-qa subcommands.
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "deformer/model.h"
+#include "deformer/reader.h"
+
+namespace deformer::cli {
+
+struct ModelArgs {
+  std::string model;          // model file
+  std::string device = "cpu";  // cpu or cuda
+  std::string dtype = "fp32";  // fp32, fp16 or bf16
+  int threads = 0;             // CPU threads, 0 = all cores
+};
+void add_model_options(CLI::App* cmd, ModelArgs& args);
+std::shared_ptr<const Model> load_model(const ModelArgs& args);
+
+struct ReaderArgs {
+  std::string mode = "deformer";
+  int k = -1;
+  int top_k = 1;
+  int max_answer_len = 15;
+  bool handle_impossible_answer = false;
+  int batch_size = 32;
+};
+void add_reader_options(CLI::App* cmd, ReaderArgs& args);
+ReaderOptions reader_options(const ReaderArgs& args);
+
+nlohmann::json to_json(const Answer& answer);
+// Whole file as a string; std::runtime_error naming the path when it cannot be read.
+std::string read_file(const std::string& path);
+
+}  // namespace deformer::cli
