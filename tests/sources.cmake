@@ -1,6 +1,7 @@
 # Test executables, one line each.
 deformer_add_test(engine_test engine_test.cpp)
 deformer_add_test(layout_test layout_test.cpp)
+deformer_add_test(squad_test squad_test.cpp)
 add_dependencies(engine_test fixtures)
 add_dependencies(layout_test fixtures)
 
