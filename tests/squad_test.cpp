@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -556,9 +557,18 @@ void expect_same_normalisation(const std::vector<std::string>& strings) {
   std::size_t mismatches = 0;
   for (std::size_t i = 0; i < strings.size(); ++i) {
     const std::string actual = normalize_answer(strings[i]);
-    if (actual != expected[i].get<std::string>() && ++mismatches <= 10)
-      ADD_FAILURE() << "normalize_answer(" << json(strings[i]).dump() << ") = " << json(actual).dump()
-                    << ", Python: " << expected[i].dump();
+    const std::string want = expected[i].get<std::string>();
+    if (actual == want || ++mismatches > 5) continue;
+    // The strings are long: show where they part, on a code point boundary.
+    std::size_t k = std::mismatch(actual.begin(), actual.end(), want.begin(), want.end()).first - actual.begin();
+    std::size_t from = k > 60 ? k - 60 : 0;
+    while (from > 0 && (static_cast<unsigned char>(actual[from]) & 0xC0) == 0x80) --from;
+    const auto around = [&](const std::string& s) {
+      return json(s.substr(from, 120)).dump(-1, ' ', false, json::error_handler_t::replace);
+    };
+    ADD_FAILURE() << "normalize_answer of string " << i << " (starting "
+                  << json(strings[i].substr(0, 120)).dump(-1, ' ', false, json::error_handler_t::replace) << ") differs from Python at byte " << k << ":\n  C++:    " << around(actual)
+                  << "\n  Python: " << around(want);
   }
   EXPECT_EQ(mismatches, 0u);
 }
