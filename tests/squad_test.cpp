@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "deformer/squad.h"
+#include "squad_unicode_tables.h"
 #include "test_data.h"
 
 namespace deformer::squad {
@@ -442,6 +443,52 @@ TEST_F(SquadV2HalfDev, GoldAnswersThatNormaliseToNothingAreDropped) {
   EXPECT_DOUBLE_EQ(r.has_answer->f1, 100.0 * 2909 / 2910);
 }
 
+// What `deformer-qa score` runs, with every file it takes, and both of its output formats.
+TEST(SquadScoreCommand, EvaluateFilesWithNoAnswerProbabilities) {
+  TempDir dir;
+  const std::string data = dir.write("tiny-v2.json", kTinyV2);
+  const std::string preds = dir.write("preds.json", R"({"q1": "Paris", "q2": "red bus", "q3": "London", "q4": ""})");
+  const std::string na = dir.write("na.json", R"({"q1": 0.1, "q2": 0.6, "q3": 0.8, "q4": 0.3})");
+  const EvaluationResult r = evaluate_files(data, preds, na);
+  const json out = json::parse(to_json(r));
+  EXPECT_DOUBLE_EQ(out.at("exact").get<double>(), 50);
+  EXPECT_DOUBLE_EQ(out.at("f1").get<double>(), 62.5);
+  EXPECT_EQ(out.at("HasAns_total"), 2);
+  EXPECT_EQ(out.at("NoAns_total"), 2);
+  EXPECT_DOUBLE_EQ(out.at("best_exact").get<double>(), 75);
+  EXPECT_DOUBLE_EQ(out.at("best_exact_thresh").get<double>(), 0.1);
+  EXPECT_DOUBLE_EQ(out.at("best_f1").get<double>(), 87.5);
+  EXPECT_DOUBLE_EQ(out.at("best_f1_thresh").get<double>(), 0.6);
+  const std::string text = to_text(r);
+  EXPECT_NE(text.find("SQuAD v2.0 metric: EM 50.000  F1 62.500  (4 questions)"), std::string::npos) << text;
+  EXPECT_NE(text.find("HasAns: EM 50.000  F1 75.000  (2 questions)"), std::string::npos) << text;
+  EXPECT_NE(text.find("best EM 75.000 at na_prob threshold 0.1"), std::string::npos) << text;
+  EXPECT_NE(text.find("best F1 87.500 at na_prob threshold 0.6"), std::string::npos) << text;
+
+  // --metric v1.1 on this file fails (unanswerable questions); --na-prob-thresh reaches the metric.
+  EvaluationOptions options;
+  options.metric = MetricVersion::v1_1;
+  EXPECT_THROW(evaluate_files(data, preds, "", options), std::invalid_argument);
+  options = {};
+  options.na_prob_threshold = 0.5;
+  EXPECT_DOUBLE_EQ(evaluate_files(data, preds, na, options).overall.exact, 75);
+  EXPECT_THROW(evaluate_files(data, preds, dir.write("na-missing.json", "{}")), std::invalid_argument);
+}
+
+TEST(SquadScoreCommand, V11JsonHasTheOfficialKeys) {
+  const Dataset d = parse_dataset(R"({"version": "1.1", "data": [{"paragraphs": [{"context": "c",
+      "qas": [{"id": "q1", "question": "?", "answers": [{"text": "the Cat", "answer_start": 0}]},
+              {"id": "q2", "question": "?", "answers": [{"text": "dog", "answer_start": 0}]}]}]}]})");
+  const EvaluationResult r = evaluate(d, Predictions{{"q1", "cat."}, {"zz", "?"}});
+  const json out = json::parse(to_json(r));
+  EXPECT_DOUBLE_EQ(out.at("exact_match").get<double>(), 50);
+  EXPECT_DOUBLE_EQ(out.at("f1").get<double>(), 50);
+  EXPECT_EQ(out.at("total"), 2);
+  EXPECT_EQ(out.at("missing_predictions"), 1);
+  EXPECT_EQ(out.at("ignored_predictions"), 1);
+  EXPECT_FALSE(out.contains("exact") || out.contains("HasAns_total") || out.contains("best_f1"));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Independent check: tests/golden/squad_eval_reference.py, which lets Python do the Unicode work.
 
@@ -575,6 +622,9 @@ void expect_same_normalisation(const std::vector<std::string>& strings) {
 
 TEST(ReferenceScript, NormalisesEveryCodePointLikePython) {
   REQUIRE_PYTHON();
+  SCOPED_TRACE(std::string("the tables come from Python ") + unicode::kPythonVersion + " (Unicode " +
+               unicode::kUnicodeVersion + "); if " + python() +
+               " has another Unicode version, regenerate them with scripts/gen_squad_unicode_tables.py");
   // Each code point in the contexts that matter: next to letters and articles (\b), before and after a
   // capital sigma (final sigma), alone (lower-case), and between words (whitespace).
   std::vector<std::string> strings;
