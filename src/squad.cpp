@@ -250,8 +250,7 @@ double token_f1(const Normalized& prediction, const Normalized& gold) {
 }
 
 double token_f1_v2(const Normalized& prediction, const Normalized& gold) {
-  if (prediction.tokens.empty() || gold.tokens.empty())
-    return prediction.tokens.empty() && gold.tokens.empty() ? 1 : 0;
+  if (prediction.tokens.empty() || gold.tokens.empty()) return prediction.tokens.empty() && gold.tokens.empty() ? 1 : 0;
   return token_f1(prediction, gold);
 }
 
@@ -291,8 +290,9 @@ const json& require(const json& object, const char* key, json::value_t type, con
   const auto it = object.find(key);
   if (it == object.end()) layout_error(source, where, std::string("missing \"") + key + "\"");
   const bool ok = type == json::value_t::number_integer ? it->is_number_integer() : it->type() == type;
-  if (!ok) layout_error(source, where, std::string("\"") + key + "\" is a " + it->type_name() + ", expected a " +
-                                           json(type).type_name());
+  if (!ok)
+    layout_error(source, where,
+                 std::string("\"") + key + "\" is a " + it->type_name() + ", expected a " + json(type).type_name());
   return *it;
 }
 
@@ -321,15 +321,18 @@ bool Dataset::is_v2() const {
 
 Dataset parse_dataset(std::string_view text, const std::string& source) {
   const json root = parse_json<json>(text, source);
-  if (!root.is_object()) layout_error(source, "top level", std::string("is a ") + root.type_name() + ", expected an object");
+  if (!root.is_object())
+    layout_error(source, "top level", std::string("is a ") + root.type_name() + ", expected an object");
   Dataset dataset;
-  if (const auto it = root.find("version"); it != root.end() && it->is_string()) dataset.version = it->get<std::string>();
+  if (const auto it = root.find("version"); it != root.end() && it->is_string())
+    dataset.version = it->get<std::string>();
   const json& data = require(root, "data", json::value_t::array, source, "top level");
   for (std::size_t a = 0; a < data.size(); ++a) {
     const std::string where_a = "data[" + std::to_string(a) + "]";
     if (!data[a].is_object()) layout_error(source, where_a, "expected an object");
     Article article;
-    if (const auto it = data[a].find("title"); it != data[a].end() && it->is_string()) article.title = it->get<std::string>();
+    if (const auto it = data[a].find("title"); it != data[a].end() && it->is_string())
+      article.title = it->get<std::string>();
     const json& paragraphs = require(data[a], "paragraphs", json::value_t::array, source, where_a);
     for (std::size_t p = 0; p < paragraphs.size(); ++p) {
       const std::string where_p = where_a + ".paragraphs[" + std::to_string(p) + "]";
@@ -376,7 +379,8 @@ Predictions parse_predictions(std::string_view text, const std::string& source) 
   Predictions predictions;
   predictions.reserve(root.size());
   for (const auto& [id, answer] : root.items()) {
-    if (!answer.is_string()) layout_error(source, "\"" + id + "\"", std::string("answer is a ") + answer.type_name() + ", expected a string");
+    if (!answer.is_string())
+      layout_error(source, "\"" + id + "\"", std::string("answer is a ") + answer.type_name() + ", expected a string");
     predictions.emplace(id, answer.get<std::string>());
   }
   return predictions;
@@ -393,10 +397,12 @@ NoAnswerProbabilities parse_na_probs(std::string_view text, const std::string& s
   // ordered_json keeps the file order, which the threshold search depends on for equal probabilities.
   const auto root = parse_json<nlohmann::ordered_json>(text, source);
   if (!root.is_object())
-    layout_error(source, "top level", std::string("is a ") + root.type_name() + ", expected an object of id -> probability");
+    layout_error(source, "top level",
+                 std::string("is a ") + root.type_name() + ", expected an object of id -> probability");
   NoAnswerProbabilities probs;
   for (const auto& [id, value] : root.items()) {
-    if (!value.is_number()) layout_error(source, "\"" + id + "\"", std::string("is a ") + value.type_name() + ", expected a number");
+    if (!value.is_number())
+      layout_error(source, "\"" + id + "\"", std::string("is a ") + value.type_name() + ", expected a number");
     probs.index.emplace(id, probs.entries.size());
     probs.entries.emplace_back(id, value.get<double>());
   }
@@ -489,8 +495,8 @@ struct V2Question {
   double f1_raw = 0;
 };
 
-Score mean(const std::vector<V2Question>& questions, const std::vector<double>& exact,
-           const std::vector<double>& f1, const std::optional<bool>& has_answer) {
+Score mean(const std::vector<V2Question>& questions, const std::vector<double>& exact, const std::vector<double>& f1,
+           const std::optional<bool>& has_answer) {
   Score score;
   double e = 0, f = 0;
   for (std::size_t i = 0; i < questions.size(); ++i) {
@@ -604,14 +610,14 @@ EvaluationResult evaluate_v20(const Dataset& dataset, const Predictions& predict
 
 }  // namespace
 
-EvaluationResult evaluate(const Dataset& dataset, const Predictions& predictions,
-                          const NoAnswerProbabilities* na_probs, const EvaluationOptions& options) {
+EvaluationResult evaluate(const Dataset& dataset, const Predictions& predictions, const NoAnswerProbabilities* na_probs,
+                          const EvaluationOptions& options) {
   MetricVersion metric = options.metric;
   if (metric == MetricVersion::automatic) metric = dataset.is_v2() ? MetricVersion::v2_0 : MetricVersion::v1_1;
   if (metric == MetricVersion::v1_1 && na_probs)
     throw std::invalid_argument("no-answer probabilities only apply to the v2.0 metric");
-  EvaluationResult result =
-      metric == MetricVersion::v2_0 ? evaluate_v20(dataset, predictions, na_probs, options) : evaluate_v11(dataset, predictions);
+  EvaluationResult result = metric == MetricVersion::v2_0 ? evaluate_v20(dataset, predictions, na_probs, options)
+                                                          : evaluate_v11(dataset, predictions);
   result.ignored_predictions = count_ignored(dataset, predictions);
   return result;
 }
@@ -661,7 +667,9 @@ std::string to_text(const EvaluationResult& result) {
   out << "SQuAD " << metric_name(result.metric) << " metric: EM " << result.overall.exact << "  F1 "
       << result.overall.f1 << "  (" << result.overall.total << " questions)\n";
   const auto line = [&](const char* name, const std::optional<Score>& score) {
-    if (score) out << "  " << name << ": EM " << score->exact << "  F1 " << score->f1 << "  (" << score->total << " questions)\n";
+    if (score)
+      out << "  " << name << ": EM " << score->exact << "  F1 " << score->f1 << "  (" << score->total
+          << " questions)\n";
   };
   line("HasAns", result.has_answer);
   line("NoAns ", result.no_answer);
