@@ -6,6 +6,10 @@
 // Errors: a file that cannot be read, or whose content is not valid UTF-8, valid JSON or the expected
 // layout, throws std::runtime_error naming the file and the place; a bad argument from the caller (an
 // invalid option, a string that is not UTF-8) throws std::invalid_argument.
+//
+// Every function is reentrant (no shared mutable state), so scoring may run on any thread. The Unicode
+// tables behind normalize_answer are generated from Python (scripts/gen_squad_unicode_tables.py), so the
+// scores follow the Unicode version of that Python (see src/squad_unicode_tables.h).
 
 #include <cstddef>
 #include <cstdint>
