@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   deformer::cli::add_ask_command(app);
   deformer::cli::add_info_command(app);
+  deformer::cli::add_score_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
