@@ -71,6 +71,48 @@ void keep_logits(const at::Tensor& logits_cpu, int64_t row, WindowOutput& out) {
   out.scores.context_token.resize(n, -1);
 }
 
+// Decodes each document over its windows, then pools the documents: best first, the null answer (when
+// allowed) scored by its minimum over all windows, cut to top_k.
+std::vector<Answer> pool_answers(std::vector<WindowOutput>& outputs, const std::vector<PreparedDocument>& docs,
+                                 const DecodeOptions& options) {
+  std::vector<std::pair<Span, size_t>> pooled;
+  bool have_null = false;
+  Span null;
+  for (size_t d = 0; d < docs.size(); ++d) {
+    std::vector<WindowScores> windows;
+    for (auto& out : outputs)
+      if (out.document == d) {
+        out.scores.start_logits = out.start.data();
+        out.scores.end_logits = out.end.data();
+        windows.push_back(out.scores);
+      }
+    for (const auto& span : decode_document(windows, docs[d].tokens, options)) {
+      if (!span.null) {
+        pooled.emplace_back(span, d);
+      } else if (!have_null || span.score < null.score) {
+        null = span;
+        have_null = true;
+      }
+    }
+  }
+  if (have_null) pooled.emplace_back(null, docs.size());
+  std::stable_sort(pooled.begin(), pooled.end(), [](const auto& a, const auto& b) { return a.first.score > b.first.score; });
+  if (pooled.size() > static_cast<size_t>(options.top_k)) pooled.resize(options.top_k);
+  std::vector<Answer> answers;
+  for (const auto& [span, d] : pooled) {
+    Answer a;
+    a.score = span.score;
+    if (!span.null) {
+      a.start = span.start;
+      a.end = span.end;
+      a.doc = docs[d].source->id;
+      a.answer = substring_by_code_points(docs[d].source->text, span.start, span.end);
+    }
+    answers.push_back(std::move(a));
+  }
+  return answers;
+}
+
 }  // namespace
 
 const char* to_string(Mode mode) { return mode == Mode::kFull ? "full" : "deformer"; }
@@ -95,6 +137,11 @@ Reader::Reader(std::shared_ptr<const Model> model, ReaderOptions options)
 Reader::~Reader() = default;
 
 std::vector<Answer> Reader::ask(const std::string& question, const std::vector<Document>& documents) const {
+  return ask(std::vector<std::string>{question}, documents).front();
+}
+
+std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& questions,
+                                             const std::vector<Document>& documents) const {
   const auto& c = model_->config();
   const auto& special = tokenizer_->special_tokens();
   const c10::Device device = model_->options().device == Device::kCUDA
@@ -105,15 +152,17 @@ std::vector<Answer> Reader::ask(const std::string& question, const std::vector<D
     else std::cerr << "deformer: warning: " << message << std::endl;
   };
 
-  Encoding q_enc;
-  try {
-    q_enc = tokenizer_->encode(question);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(std::string("question: ") + e.what());
+  std::vector<std::vector<int64_t>> q_ids;
+  for (const auto& question : questions) {
+    Encoding enc;
+    try {
+      enc = tokenizer_->encode(question);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("question: ") + e.what());
+    }
+    if (enc.ids.empty()) throw std::invalid_argument("question is empty");
+    q_ids.emplace_back(enc.ids.begin(), enc.ids.end());
   }
-  if (q_enc.ids.empty()) throw std::invalid_argument("question is empty");
-  std::vector<int64_t> q_ids(q_enc.ids.begin(), q_enc.ids.end());
-
   std::set<std::string> ids;
   std::vector<PreparedDocument> docs;
   docs.reserve(documents.size());
@@ -122,121 +171,100 @@ std::vector<Answer> Reader::ask(const std::string& question, const std::vector<D
     docs.push_back(prepare(d, *tokenizer_));
   }
 
-  // Window geometry of the mode.
-  int window = 0, step = 0, context_offset = 0;
-  Block question_row;
-  if (options_.mode == Mode::kDeformer) {
-    question_row = question_block(q_ids, c.question_block, special);
-    if (question_row.truncated)
-      warn("question of " + std::to_string(q_ids.size()) + " tokens cut to the question block's " +
-           std::to_string(c.question_block - 2));
-    window = c.document_block - 1;
-    step = c.window_stride;
-    context_offset = c.question_block;
-  } else {
-    if (q_ids.size() > static_cast<size_t>(c.max_question_len)) {
-      warn("question of " + std::to_string(q_ids.size()) + " tokens cut to max_question_len " +
-           std::to_string(c.max_question_len));
-      q_ids.resize(c.max_question_len);
-    }
-    window = c.max_seq_len - static_cast<int>(q_ids.size()) - 3;
-    if (window <= c.doc_stride)
-      throw std::invalid_argument("a question of " + std::to_string(q_ids.size()) + " tokens leaves " + std::to_string(window) +
-                                  " tokens per window, not more than the doc_stride overlap of " + std::to_string(c.doc_stride));
-    step = window - c.doc_stride;
-    context_offset = static_cast<int>(q_ids.size()) + 2;
-  }
-  std::vector<std::pair<size_t, TokenSpan>> work;  // (document, window)
-  for (size_t d = 0; d < docs.size(); ++d) {
-    docs[d].windows = document_windows(docs[d].ids.size(), window, step);
-    for (const auto& w : docs[d].windows) work.emplace_back(d, w);
-  }
-
-  std::vector<WindowOutput> outputs(work.size());
   c10::InferenceMode inference;
-  at::Tensor q_ids_t, q_states;
+  // outputs[q] holds question q's windows over all documents.
+  std::vector<std::vector<WindowOutput>> outputs(questions.size());
+  auto keep = [&](const at::Tensor& logits_cpu, int64_t row, size_t q, size_t d, const TokenSpan& w, int context_offset) {
+    WindowOutput out;
+    out.document = d;
+    keep_logits(logits_cpu, row, out);
+    for (int64_t t = w.begin; t < w.end; ++t) out.scores.context_token[context_offset + (t - w.begin)] = t;
+    out.scores.null_position = 0;  // [CLS]: the joint sequence's first position in both layouts
+    outputs[q].push_back(std::move(out));
+  };
+
   if (options_.mode == Mode::kDeformer) {
-    q_ids_t = rows_to_tensor({question_row.input_ids}, device);
-    q_states = engine::encode_questions(*model_, q_ids_t, k_);  // once per question, whatever the windows
-  }
-  for (size_t first = 0; first < work.size(); first += options_.batch_size) {
-    const size_t count = std::min<size_t>(options_.batch_size, work.size() - first);
-    std::vector<std::vector<int64_t>> rows, types, masks;
-    at::Tensor logits;
-    if (options_.mode == Mode::kDeformer) {
-      for (size_t i = 0; i < count; ++i) {
-        const auto& [d, w] = work[first + i];
-        std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
-        rows.push_back(document_block(tokens, c.document_block, special).input_ids);
-      }
-      auto d_ids = rows_to_tensor(rows, device);
-      auto d_states = engine::encode_documents(*model_, d_ids, k_);
-      const int64_t b = count;
-      logits = engine::answer_logits(*model_, q_states.expand({b, -1, -1}), q_ids_t.expand({b, -1}), d_states, d_ids, k_);
-    } else {
-      int64_t longest = 0;
-      for (size_t i = 0; i < count; ++i) longest = std::max<int64_t>(longest, work[first + i].second.end - work[first + i].second.begin);
-      // Padding to the batch's longest row instead of max_seq_len: padding never changes real positions.
-      const int length = static_cast<int>(q_ids.size() + longest + 3);
-      for (size_t i = 0; i < count; ++i) {
-        const auto& [d, w] = work[first + i];
-        std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
-        auto block = full_block(q_ids, tokens, length, c.max_question_len, special);
-        rows.push_back(std::move(block.input_ids));
-        types.push_back(std::move(block.token_type_ids));
-        masks.push_back(std::move(block.attention_mask));
-      }
-      logits = engine::full_logits(*model_, rows_to_tensor(rows, device), rows_to_tensor(types, device),
-                                   rows_to_tensor(masks, device));
+    // The documents' windows and layer-k states do not depend on the questions: computed once.
+    std::vector<std::pair<size_t, TokenSpan>> windows;
+    for (size_t d = 0; d < docs.size(); ++d)
+      for (const auto& w : document_windows(docs[d].ids.size(), c.document_block - 1, c.window_stride)) windows.emplace_back(d, w);
+    std::vector<std::vector<int64_t>> d_rows;
+    for (const auto& [d, w] : windows) {
+      std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
+      d_rows.push_back(document_block(tokens, c.document_block, special).input_ids);
     }
-    auto cpu = logits.to(at::kCPU).contiguous();
-    for (size_t i = 0; i < count; ++i) {
-      auto& out = outputs[first + i];
-      const auto& [d, w] = work[first + i];
-      out.document = d;
-      keep_logits(cpu, i, out);
-      for (int64_t t = w.begin; t < w.end; ++t) out.scores.context_token[context_offset + (t - w.begin)] = t;
-      out.scores.null_position = 0;  // [CLS]: the joint sequence's first position in both layouts
+    auto d_ids = rows_to_tensor(d_rows, device);
+    std::vector<at::Tensor> parts;
+    for (int64_t first = 0; first < d_ids.size(0); first += options_.batch_size)
+      parts.push_back(engine::encode_documents(*model_, d_ids.slice(0, first, first + options_.batch_size), k_));
+    auto d_states = at::cat(parts);
+
+    // Each question's lower layers once, whatever the number of windows.
+    std::vector<std::vector<int64_t>> q_rows;
+    for (const auto& q : q_ids) {
+      auto block = question_block(q, c.question_block, special);
+      if (block.truncated)
+        warn("question of " + std::to_string(q.size()) + " tokens cut to the question block's " + std::to_string(c.question_block - 2));
+      q_rows.push_back(std::move(block.input_ids));
+    }
+    auto q_tensor = rows_to_tensor(q_rows, device);
+    auto q_states = engine::encode_questions(*model_, q_tensor, k_);
+
+    // Upper layers over (question, window) pairs in batches.
+    const int64_t pairs = int64_t(questions.size()) * int64_t(windows.size());
+    for (int64_t first = 0; first < pairs; first += options_.batch_size) {
+      const int64_t count = std::min<int64_t>(options_.batch_size, pairs - first);
+      auto pair = at::arange(first, first + count, at::kLong);
+      auto qi = at::div(pair, int64_t(windows.size()), "floor").to(device), wi = at::remainder(pair, int64_t(windows.size())).to(device);
+      auto logits = engine::answer_logits(*model_, q_states.index_select(0, qi), q_tensor.index_select(0, qi),
+                                          d_states.index_select(0, wi), d_ids.index_select(0, wi), k_);
+      auto cpu = logits.to(at::kCPU).contiguous();
+      for (int64_t i = 0; i < count; ++i) {
+        const size_t q = (first + i) / windows.size(), w = (first + i) % windows.size();
+        keep(cpu, i, q, windows[w].first, windows[w].second, c.question_block);
+      }
+    }
+  } else {
+    for (size_t q = 0; q < q_ids.size(); ++q) {
+      auto question = q_ids[q];
+      if (question.size() > static_cast<size_t>(c.max_question_len)) {
+        warn("question of " + std::to_string(question.size()) + " tokens cut to max_question_len " + std::to_string(c.max_question_len));
+        question.resize(c.max_question_len);
+      }
+      // Hugging Face's windowing: windows as long as the sequence allows, overlapping by doc_stride tokens.
+      const int window = c.max_seq_len - static_cast<int>(question.size()) - 3;
+      if (window <= c.doc_stride)
+        throw std::invalid_argument("a question of " + std::to_string(question.size()) + " tokens leaves " + std::to_string(window) +
+                                    " tokens per window, not more than the doc_stride overlap of " + std::to_string(c.doc_stride));
+      std::vector<std::pair<size_t, TokenSpan>> windows;
+      for (size_t d = 0; d < docs.size(); ++d)
+        for (const auto& w : document_windows(docs[d].ids.size(), window, window - c.doc_stride)) windows.emplace_back(d, w);
+      for (size_t first = 0; first < windows.size(); first += options_.batch_size) {
+        const size_t count = std::min<size_t>(options_.batch_size, windows.size() - first);
+        int64_t longest = 0;
+        for (size_t i = 0; i < count; ++i) longest = std::max<int64_t>(longest, windows[first + i].second.end - windows[first + i].second.begin);
+        // Padded to the batch's longest row rather than max_seq_len: padding never changes real positions.
+        const int length = static_cast<int>(question.size() + longest + 3);
+        std::vector<std::vector<int64_t>> rows, types, masks;
+        for (size_t i = 0; i < count; ++i) {
+          const auto& [d, w] = windows[first + i];
+          std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
+          auto block = full_block(question, tokens, length, c.max_question_len, special);
+          rows.push_back(std::move(block.input_ids));
+          types.push_back(std::move(block.token_type_ids));
+          masks.push_back(std::move(block.attention_mask));
+        }
+        auto logits = engine::full_logits(*model_, rows_to_tensor(rows, device), rows_to_tensor(types, device),
+                                          rows_to_tensor(masks, device));
+        auto cpu = logits.to(at::kCPU).contiguous();
+        for (size_t i = 0; i < count; ++i) keep(cpu, i, q, windows[first + i].first, windows[first + i].second, static_cast<int>(question.size()) + 2);
+      }
     }
   }
 
-  // Decode each document over its windows, then pool the documents.
-  std::vector<std::pair<Span, size_t>> pooled;
-  bool have_null = false;
-  Span null;
-  for (size_t d = 0; d < docs.size(); ++d) {
-    std::vector<WindowScores> windows;
-    for (auto& out : outputs)
-      if (out.document == d) {
-        out.scores.start_logits = out.start.data();
-        out.scores.end_logits = out.end.data();
-        windows.push_back(out.scores);
-      }
-    for (const auto& span : decode_document(windows, docs[d].tokens, options_.decode)) {
-      if (!span.null) {
-        pooled.emplace_back(span, d);
-      } else if (!have_null || span.score < null.score) {  // the null score is a minimum over all windows
-        null = span;
-        have_null = true;
-      }
-    }
-  }
-  if (have_null) pooled.emplace_back(null, docs.size());
-  std::stable_sort(pooled.begin(), pooled.end(), [](const auto& a, const auto& b) { return a.first.score > b.first.score; });
-  if (pooled.size() > static_cast<size_t>(options_.decode.top_k)) pooled.resize(options_.decode.top_k);
-  std::vector<Answer> answers;
-  for (const auto& [span, d] : pooled) {
-    Answer a;
-    a.score = span.score;
-    if (!span.null) {
-      a.start = span.start;
-      a.end = span.end;
-      a.doc = docs[d].source->id;
-      a.answer = substring_by_code_points(docs[d].source->text, span.start, span.end);
-    }
-    answers.push_back(std::move(a));
-  }
-  return answers;
+  std::vector<std::vector<Answer>> results;
+  for (auto& per_question : outputs) results.push_back(pool_answers(per_question, docs, options_.decode));
+  return results;
 }
 
 }  // namespace deformer

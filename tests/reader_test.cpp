@@ -77,6 +77,30 @@ TEST_F(ReaderTest, BatchSizeDoesNotChangeAnswers) {
   }
 }
 
+// Several questions at once (documents encoded once, pairs batched) answer as each question alone does.
+TEST_F(ReaderTest, ManyQuestionsAtOnceEqualOneAtATime) {
+  for (Mode mode : {Mode::kDeformer, Mode::kFull}) {
+    ReaderOptions o;
+    o.mode = mode;
+    o.batch_size = 5;
+    o.decode.top_k = 2;
+    Reader reader(model_, o);
+    const std::vector<std::string> questions{"Who won the event seven times?", "What was built in 1952?",
+                                             "How far can the light be seen?"};
+    auto together = reader.ask(questions, docs_);
+    ASSERT_EQ(together.size(), questions.size());
+    for (size_t q = 0; q < questions.size(); ++q) {
+      auto alone = reader.ask(questions[q], docs_);
+      ASSERT_EQ(alone.size(), together[q].size());
+      for (size_t i = 0; i < alone.size(); ++i) {
+        EXPECT_EQ(alone[i].doc, together[q][i].doc) << to_string(mode);
+        EXPECT_EQ(alone[i].start, together[q][i].start) << to_string(mode);
+        EXPECT_NEAR(alone[i].score, together[q][i].score, 1e-6) << to_string(mode);
+      }
+    }
+  }
+}
+
 TEST_F(ReaderTest, ImpossibleAnswerIsOffered) {
   ReaderOptions o;
   o.decode.handle_impossible_answer = true;

@@ -54,6 +54,12 @@ class Reader {
   // empty question, an empty or non-UTF-8 document, or duplicate document ids.
   std::vector<Answer> ask(const std::string& question, const std::vector<Document>& documents) const;
 
+  // Answers several questions over the same documents. In deformer mode the documents' lower layers run
+  // once for all questions and each question's once for all windows; the upper layers run on batches of
+  // (question, window) pairs. Result i belongs to questions[i].
+  std::vector<std::vector<Answer>> ask(const std::vector<std::string>& questions,
+                                       const std::vector<Document>& documents) const;
+
   const ReaderOptions& options() const { return options_; }
   int split_layer() const { return k_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }

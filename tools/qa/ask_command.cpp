@@ -39,7 +39,7 @@ void answer_lines(const Reader& reader, std::istream& in, const std::string& nam
     const std::string id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump()) : std::to_string(number);
     std::vector<Answer> answers;
     try {
-      answers = reader.ask(j["question"], {{id, j["context"]}});
+      answers = reader.ask(j["question"].get<std::string>(), {{id, j["context"].get<std::string>()}});
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(where + ": " + e.what());
     }
