@@ -24,3 +24,35 @@ if(TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
            --predictions ${DEFORMER_DEFAULT_DATA}/squad/predictions-v1.1/bert-ensemble.json)
   set_tests_properties(cli_score_bert_ensemble PROPERTIES PASS_REGULAR_EXPRESSION "EM 86\\.206  F1 92\\.196")
 endif()
+
+# Command-line behaviour: answers, exit codes and messages (tests/cli/expect.sh STATUS REGEX STDIN -- CMD...).
+if(TARGET deformer-qa AND DEFORMER_PYTHON)
+  set(EXPECT ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh)
+  set(CLI_DIR ${CMAKE_CURRENT_SOURCE_DIR}/cli)
+  set(OWN_MODEL ${FIXTURES}/tiny-own-vocab.pt)
+  set(QA $<TARGET_FILE:deformer-qa>)
+  function(cli_test name status regex)
+    add_test(NAME cli_${name} COMMAND ${EXPECT} ${status} ${regex} - -- ${ARGN})
+  endfunction()
+  cli_test(ask_answers 0 "\"doc\":\"river.txt\"" ${QA} ask --model ${OWN_MODEL} --question "Where does the Vell rise?"
+           --context-file ${PROJECT_SOURCE_DIR}/samples/documents/river.txt --top-k 3)
+  cli_test(ask_full_mode 0 "\"start\":" ${QA} ask --model ${OWN_MODEL} --mode full --question "Who won?"
+           --context "Marta Ilves won the event seven times.")
+  cli_test(ask_empty_question nonzero "question is empty" ${QA} ask --model ${OWN_MODEL} --question " " --context "Some text.")
+  cli_test(ask_empty_context nonzero "is empty" ${QA} ask --model ${OWN_MODEL} --question "Who?" --context-file /dev/null)
+  cli_test(ask_not_utf8 nonzero "UTF-8" ${QA} ask --model ${OWN_MODEL} --question "Who?" --context-file ${CLI_DIR}/not-utf8.txt)
+  cli_test(ask_malformed_jsonl nonzero "malformed.jsonl:2: not valid JSON" ${QA} ask --model ${OWN_MODEL} --questions ${CLI_DIR}/malformed.jsonl)
+  cli_test(ask_top_k_zero nonzero "top_k must be at least 1" ${QA} ask --model ${OWN_MODEL} --question "Who?" --context "Text." --top-k 0)
+  cli_test(ask_k_out_of_range nonzero "out of range 0..4" ${QA} ask --model ${OWN_MODEL} --question "Who?" --context "Text." --k 9)
+  cli_test(ask_long_question_warns 0 "warning: question of [0-9]+ tokens cut to the question block" ${QA} ask --model ${OWN_MODEL}
+           --question "the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the"
+           --context "The lighthouse stands on a granite spur.")
+  cli_test(info_missing_model nonzero "cannot open model file" ${QA} info --model /nonexistent.pt)
+  cli_test(info_not_a_model nonzero "not a readable TorchScript model file" ${QA} info --model ${CLI_DIR}/not-utf8.txt)
+  cli_test(eval_truncated_squad nonzero "truncated-squad.json" ${QA} eval --model ${OWN_MODEL} --squad ${CLI_DIR}/truncated-squad.json)
+  if(EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json AND EXISTS ${FIXTURES}/tiny-real-vocab.pt OR TARGET fixtures)
+    # The whole dev set end to end (scores are meaningless with random weights; the pipeline is exercised).
+    cli_test(eval_dev_v11_deformer 0 "\\(10570 questions\\)" ${QA} eval --model ${FIXTURES}/tiny-real-vocab.pt
+             --squad ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json --out ${CMAKE_CURRENT_BINARY_DIR}/dev-v11-predictions.json)
+  endif()
+endif()

@@ -5,5 +5,6 @@
 namespace deformer::cli {
 void add_info_command(CLI::App& app);
 void add_ask_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 void add_score_command(CLI::App& app);
 }  // namespace deformer::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string(deformer::version()));
   app.require_subcommand(1);
   deformer::cli::add_ask_command(app);
+  deformer::cli::add_eval_command(app);
   deformer::cli::add_info_command(app);
   deformer::cli::add_score_command(app);
   try {

@@ -1,0 +1,121 @@
+// deformer-qa eval: answers every question of a SQuAD file with the reader and scores the predictions.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <unistd.h>
+
+#include "commands.h"
+#include "common.h"
+#include "deformer/squad.h"
+
+namespace deformer::cli {
+namespace {
+
+struct EvalArgs {
+  ModelArgs model;
+  ReaderArgs reader;
+  std::string squad;
+  std::string out;
+  size_t limit = 0;
+  int n_best_size = 20;
+  int max_answer_length = 30;
+  double null_threshold = 0.0;
+  bool json = false;
+};
+
+void write_json_atomically(const nlohmann::json& j, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!out) throw std::runtime_error("cannot write '" + tmp + "'");
+    out << j.dump() << "\n";
+    if (!out) throw std::runtime_error("error writing '" + tmp + "'");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename '" + tmp + "' to '" + path + "'");
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand("eval", "Answer every question of a SQuAD v1.1/v2.0 file and print EM/F1 "
+                                         "(SQuAD logit-sum decoding: n-best starts and ends, null threshold for v2.0)");
+  add_model_options(cmd, args->model);
+  add_reader_options(cmd, args->reader);
+  cmd->add_option("--squad", args->squad, "SQuAD JSON file (plain, not zipped)")->required();
+  cmd->add_option("--out", args->out, "write predictions {id: answer} here (atomically)");
+  cmd->add_option("--limit", args->limit, "answer only the first N paragraphs (0: all)");
+  cmd->add_option("--n-best-size", args->n_best_size, "starts and ends considered per window")->capture_default_str();
+  cmd->add_option("--max-answer-length", args->max_answer_length, "longest answer in tokens")->capture_default_str();
+  cmd->add_option("--null-threshold", args->null_threshold, "v2.0: answer empty when null - best exceeds this")->capture_default_str();
+  cmd->add_flag("--json", args->json, "print the scores as JSON");
+  cmd->callback([args] {
+    const auto dataset = squad::read_dataset(args->squad);
+    auto options = reader_options(args->reader);
+    options.decode.decoding = Decoding::kSquad;
+    options.decode.n_best_size = args->n_best_size;
+    options.decode.max_answer_length = args->max_answer_length;
+    options.decode.version_2_with_negative = dataset.is_v2();
+    options.decode.null_threshold = args->null_threshold;
+    options.decode.top_k = 1;
+    size_t warnings = 0;
+    options.warn = [&warnings](const std::string&) { ++warnings; };
+    Reader reader(load_model(args->model), options);
+
+    size_t paragraphs = 0, total = 0;
+    for (const auto& a : dataset.articles) paragraphs += a.paragraphs.size();
+    if (args->limit) paragraphs = std::min(paragraphs, args->limit);
+    const bool progress = isatty(fileno(stderr));
+    const auto begin = std::chrono::steady_clock::now();
+    squad::Predictions predictions;
+    size_t done = 0, answered = 0;
+    for (const auto& article : dataset.articles)
+      for (const auto& paragraph : article.paragraphs) {
+        if (done == paragraphs) break;
+        std::vector<std::string> questions;
+        for (const auto& q : paragraph.questions) questions.push_back(q.question);
+        const auto answers = reader.ask(questions, {{"context", paragraph.context}});
+        for (size_t i = 0; i < questions.size(); ++i)
+          predictions[paragraph.questions[i].id] = answers[i].empty() ? "" : answers[i].front().answer;
+        answered += questions.size();
+        ++done;
+        if (progress) {
+          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+          std::fprintf(stderr, "\r%zu/%zu paragraphs, %zu questions, %.1f questions/s, ETA %.0f s   ", done, paragraphs,
+                       answered, answered / s, s / done * (paragraphs - done));
+        }
+      }
+    if (progress) std::fputc('\n', stderr);
+    total = answered;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    if (!args->out.empty()) {
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& [id, text] : predictions) j[id] = text;
+      write_json_atomically(j, args->out);
+    }
+    squad::Dataset scored = dataset;
+    if (args->limit) {  // score only what was answered
+      size_t kept = 0;
+      for (auto& a : scored.articles) {
+        std::vector<squad::Paragraph> keep;
+        for (auto& p : a.paragraphs)
+          if (kept++ < paragraphs) keep.push_back(std::move(p));
+        a.paragraphs = std::move(keep);
+      }
+    }
+    const auto result = squad::evaluate(scored, predictions);
+    if (args->json) {
+      std::cout << squad::to_json(result, -1) << std::endl;
+    } else {
+      std::cout << squad::to_text(result);
+      std::cout << "answered " << total << " questions in " << seconds << " s (" << total / seconds << " questions/s), mode "
+                << to_string(reader.options().mode)
+                << (reader.options().mode == Mode::kDeformer ? " k=" + std::to_string(reader.split_layer()) : "") << std::endl;
+    }
+    if (warnings) std::cerr << warnings << " questions were cut to the question block" << std::endl;
+  });
+}
+
+}  // namespace deformer::cli
