@@ -31,4 +31,13 @@ cases=/tmp/hf/hf-cases-safetensors.json:/tmp/hf/hf-cases-bin.json
 for dev in cpu cuda; do
   DEFORMER_TEST_DEVICE=$dev DEFORMER_PARITY_CASES=$cases build-gpu/tests/parity_test 2>&1 | grep -E "^parity|PASSED|FAILED|Failure|max" | tee -a "$OUT/hf-parity.log"
 done
+step "hf question-answering semantics (full mode)"
+work=/tmp/hf-pipeline
+python3 tests/hf/bert_hf_pipeline_parity.py reference --checkpoint /tmp/hf/hf-safetensors \
+  --squad .gpu/data/squad/dev-v1.1.json.zip --work $work --count 500 2>&1 | tail -2 | tee "$OUT/hf-pipeline.log"
+for setting in "top1:--top-k 1" "top3:--top-k 3" "impossible:--top-k 1 --handle-impossible-answer"; do
+  build-gpu/tools/deformer-qa ask --model /tmp/hf/exported-safetensors.pt --mode full --device cuda \
+    --questions $work/questions.jsonl ${setting#*:} > $work/got-${setting%%:*}.jsonl 2>> "$OUT/hf-pipeline.log"
+done
+python3 tests/hf/bert_hf_pipeline_parity.py compare --work $work 2>&1 | tee -a "$OUT/hf-pipeline.log"
 exit $rc_ctest
