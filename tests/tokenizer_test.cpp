@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "deformer/model.h"
 #include "deformer/tokenizer.h"
 #include "test_data.h"
 
@@ -177,6 +178,19 @@ TEST(WordPiece, HelloWorldWithTheRealUncasedVocab) {
   EXPECT_EQ(t->special_tokens().sep, 102);
   EXPECT_EQ(t->special_tokens().pad, 0);
   EXPECT_EQ(t->special_tokens().unk, 100);
+}
+
+TEST(MakeTokenizer, UsesTheVocabularyAndCaseOfTheModelFile) {
+  const std::string path = testing::fixture("tiny-real-vocab.pt");
+  DEFORMER_REQUIRE_FILE(path);
+  auto model = Model::load(path);
+  auto from_model = make_tokenizer(*model);
+  auto direct = make_wordpiece(model->vocabulary(), model->config().do_lower_case);
+  EXPECT_STREQ(from_model->type(), "wordpiece");
+  EXPECT_EQ(from_model->vocab_size(), 30522u);
+  const std::string text = "Hello, World! Crème brûlée [SEP] 北京";
+  EXPECT_EQ(from_model->encode(text).ids, direct->encode(text).ids);
+  EXPECT_EQ(from_model->encode("Hello, world!").ids, (Ids{7592, 1010, 2088, 999}));
 }
 
 // Texts by golden key: c/A/P (context), q/A/P/Q (question), h/I (hard string).
