@@ -4,12 +4,16 @@ deformer_add_test(layout_test layout_test.cpp)
 deformer_add_test(squad_test squad_test.cpp)
 add_dependencies(engine_test fixtures)
 add_dependencies(layout_test fixtures)
+deformer_add_test(tokenizer_test tokenizer_test.cpp LIBS nlohmann_json::nlohmann_json ZLIB::ZLIB)
+add_dependencies(tokenizer_test fixtures)
+if(TARGET deformer_spm)
+  add_dependencies(tokenizer_test deformer_spm)
+endif()
 
 if(DEFORMER_PYTHON)
   add_test(NAME python_exporter COMMAND ${DEFORMER_PYTHON} -m unittest discover -s ${CMAKE_CURRENT_SOURCE_DIR}/python -v)
   set_tests_properties(python_exporter PROPERTIES ENVIRONMENT "PYTHONPATH=${PROJECT_SOURCE_DIR}/tools")
 endif()
-deformer_add_test(tokenizer_test tokenizer_test.cpp LIBS nlohmann_json::nlohmann_json ZLIB::ZLIB)
 
 # Parity with the eager PyTorch reference on real SQuAD dev pairs: the reference script (tokenizing with
 # deformer-qa tokenize, building both layouts in Python) runs first as a CTest fixture.

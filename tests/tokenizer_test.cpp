@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "deformer/model.h"
 #include "deformer/tokenizer.h"
 #include "test_data.h"
 
@@ -177,6 +178,46 @@ TEST(WordPiece, HelloWorldWithTheRealUncasedVocab) {
   EXPECT_EQ(t->special_tokens().sep, 102);
   EXPECT_EQ(t->special_tokens().pad, 0);
   EXPECT_EQ(t->special_tokens().unk, 100);
+}
+
+TEST(MakeTokenizer, UsesTheVocabularyAndCaseOfTheModelFile) {
+  const std::string path = testing::fixture("tiny-real-vocab.pt");
+  DEFORMER_REQUIRE_FILE(path);
+  auto model = Model::load(path);
+  auto from_model = make_tokenizer(*model);
+  auto direct = make_wordpiece(model->vocabulary(), model->config().do_lower_case);
+  EXPECT_STREQ(from_model->type(), "wordpiece");
+  EXPECT_EQ(from_model->vocab_size(), 30522u);
+  const std::string text = "Hello, World! Crème brûlée [SEP] 北京";
+  EXPECT_EQ(from_model->encode(text).ids, direct->encode(text).ids);
+  EXPECT_EQ(from_model->encode("Hello, world!").ids, (Ids{7592, 1010, 2088, 999}));
+}
+
+// SentencePiece runs in this process although it links LibTorch (through libdeformer): the bridge is
+// dlopen'ed with RTLD_DEEPBIND, so its protobuf-lite stays apart. Parity with HF XLNet is not tested yet.
+TEST(SentencePiece, XlnetModelLoadsNextToLibTorchAndMapsOffsets) {
+  const std::string path = testing::data_dir() + "/tokenizers/xlnet-base-cased-spiece.model";
+  DEFORMER_REQUIRE_FILE(path);
+  auto t = make_sentencepiece(read_file(path));
+  EXPECT_STREQ(t->type(), "sentencepiece");
+  EXPECT_EQ(t->vocab_size(), 32000u);
+  const SpecialTokens& s = t->special_tokens();
+  EXPECT_EQ(s.unk, 0);
+  EXPECT_EQ(s.cls, 3);
+  EXPECT_EQ(s.sep, 4);
+  EXPECT_EQ(s.pad, 5);
+  EXPECT_EQ(s.mask, 6);
+  EXPECT_EQ(t->token_to_id("no-such-piece"), -1);
+  const std::string text = "Héllo, wörld! 北京";  // 16 code points
+  Encoding e = t->encode(text);
+  ASSERT_EQ(e.ids.size(), e.offsets.size());
+  ASSERT_FALSE(e.ids.empty());
+  EXPECT_EQ(t->id_to_token(e.ids[0]).rfind("\xe2\x96\x81", 0), 0u) << t->id_to_token(e.ids[0]);  // starts with U+2581
+  EXPECT_EQ(e.offsets.front().begin, 0);
+  EXPECT_EQ(e.offsets.back().end, 16);
+  for (size_t i = 1; i < e.offsets.size(); ++i) EXPECT_LE(e.offsets[i - 1].end, e.offsets[i].begin + 1);
+  EXPECT_THROW(t->encode("bad \xff"), std::invalid_argument);
+  EXPECT_THROW(make_sentencepiece("not a model"), std::invalid_argument);
 }
 
 // Texts by golden key: c/A/P (context), q/A/P/Q (question), h/I (hard string).

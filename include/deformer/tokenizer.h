@@ -54,7 +54,7 @@ class Tokenizer {
   virtual const std::string& id_to_token(int32_t id) const = 0;
   // -1 when the vocabulary lacks `token`.
   virtual int32_t token_to_id(std::string_view token) const = 0;
-  // "wordpiece"
+  // "wordpiece" or "sentencepiece"
   virtual const char* type() const = 0;
 };
 
@@ -63,6 +63,14 @@ class Tokenizer {
 // normalization (lower-casing and accent stripping) used with uncased vocabularies.
 // Throws std::invalid_argument when the vocabulary is empty or lacks [UNK], [CLS], [SEP] or [PAD].
 std::unique_ptr<Tokenizer> make_wordpiece(std::string vocab_text, bool do_lower_case);
+
+// SentencePiece from a serialized model (spiece.model contents), e.g. XLNet's. Plain SentencePiece
+// encoding with the model's own normalizer; offsets map through it into the original text. Special-token ids
+// follow XLNet's names (<pad>, <unk>, <cls>, <sep>, <mask>; -1 when absent). Hugging Face's XLNet text
+// preprocessing (whitespace collapsing, `` and '' to ", accent removal) is NOT applied: parity with HF
+// XLNetTokenizer is not established yet. Needs libdeformer_spm.so at run time (std::runtime_error when it
+// cannot be loaded); std::invalid_argument for a model SentencePiece rejects.
+std::unique_ptr<Tokenizer> make_sentencepiece(std::string model_proto);
 
 // The tokenizer a model file declares, built from the vocabulary embedded in it. Throws
 // std::runtime_error for a tokenizer type this build does not support.

@@ -7,4 +7,5 @@ void add_info_command(CLI::App& app);
 void add_ask_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_score_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
 }  // namespace deformer::cli

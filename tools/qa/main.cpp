@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   deformer::cli::add_eval_command(app);
   deformer::cli::add_info_command(app);
   deformer::cli::add_score_command(app);
+  deformer::cli::add_tokenize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

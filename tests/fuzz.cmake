@@ -1,0 +1,42 @@
+# libFuzzer target for the tokenizer, registered as a bounded CTest run. Only with a clang whose fuzzer
+# runtime is installed (Debian: clang-14 + libclang-rt-14-dev); otherwise skipped with a message.
+find_program(DEFORMER_CLANGXX NAMES clang++-14 clang++)
+set(DEFORMER_FUZZ_FLAGS -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
+if(DEFORMER_CLANGXX AND NOT DEFINED DEFORMER_HAVE_LIBFUZZER)
+  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/fuzz_probe.cpp
+    "#include <cstdint>\n#include <cstddef>\nextern \"C\" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) { return 0; }\n")
+  execute_process(COMMAND ${DEFORMER_CLANGXX} ${DEFORMER_FUZZ_FLAGS} ${CMAKE_CURRENT_BINARY_DIR}/fuzz_probe.cpp
+                          -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_probe
+                  RESULT_VARIABLE probe_result OUTPUT_QUIET ERROR_QUIET)
+  if(probe_result EQUAL 0)
+    set(DEFORMER_HAVE_LIBFUZZER ON CACHE INTERNAL "clang links -fsanitize=fuzzer")
+  else()
+    set(DEFORMER_HAVE_LIBFUZZER OFF CACHE INTERNAL "clang links -fsanitize=fuzzer")
+  endif()
+endif()
+if(DEFORMER_HAVE_LIBFUZZER)
+  set(FUZZ_SOURCES
+    ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/tokenizer_fuzz.cpp
+    ${PROJECT_SOURCE_DIR}/src/tokenizer/wordpiece.cpp
+    ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode.cpp)
+  set(FUZZ_BIN ${CMAKE_CURRENT_BINARY_DIR}/fuzz/tokenizer_fuzz)
+  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz)
+  add_custom_command(OUTPUT ${FUZZ_BIN}
+    COMMAND ${DEFORMER_CLANGXX} ${DEFORMER_FUZZ_FLAGS} -I${PROJECT_SOURCE_DIR}/include -I${PROJECT_SOURCE_DIR}/src
+            ${FUZZ_SOURCES} -o ${FUZZ_BIN}
+    DEPENDS ${FUZZ_SOURCES} ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode_tables.inc
+            ${PROJECT_SOURCE_DIR}/src/tokenizer/utf8.h ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode.h
+            ${PROJECT_SOURCE_DIR}/include/deformer/tokenizer.h
+    COMMENT "Building tokenizer_fuzz (clang, libFuzzer + ASan + UBSan)" VERBATIM)
+  add_custom_target(tokenizer_fuzz ALL DEPENDS ${FUZZ_BIN})
+  # Bounded: 30 s. New inputs go to the first corpus directory, in the build tree, so runs never write into
+  # the committed seeds.
+  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus)
+  add_test(NAME tokenizer_fuzz
+    COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1
+            ${FUZZ_BIN} -max_total_time=30 -seed=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048
+            -artifact_prefix=${CMAKE_CURRENT_BINARY_DIR}/fuzz-crash-
+            ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds)
+else()
+  message(STATUS "tokenizer_fuzz: no clang with libFuzzer (install clang-14 libclang-rt-14-dev); fuzz test not registered")
+endif()
