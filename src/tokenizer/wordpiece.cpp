@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
+#include <vector>
 
 #include "deformer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -25,15 +25,70 @@ constexpr char32_t kSpecialBase = 0x110000;
 // HF WordPiece's max_input_chars_per_word: longer words become one [UNK].
 constexpr size_t kMaxWordChars = 100;
 
-struct ViewHash {
-  // FNV-1a: the keys are short and the hash is on the hot path; std::hash<string_view> is slower here.
-  size_t operator()(std::string_view s) const noexcept {
+// Open-addressing table of string_view -> id. Greedy longest-match tries mostly keys that are absent, so
+// each slot keeps the full 64-bit hash and a miss rarely touches the key bytes; std::unordered_map spent
+// most of the tokenizer's time walking bucket chains and comparing strings.
+class VocabMap {
+ public:
+  void insert(std::string_view key, int32_t id) {
+    if ((count_ + 1) * 2 > slots_.size()) grow();
+    place(key, hash(key), id);
+  }
+
+  int32_t find(std::string_view key) const {
+    if (slots_.empty()) return -1;
+    const uint64_t h = hash(key);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.id < 0) return -1;
+      if (s.hash == h && s.key == key) return s.id;
+    }
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    std::string_view key;
+    int32_t id = -1;
+  };
+
+  static uint64_t hash(std::string_view s) {
+    // FNV-1a, then a finalizer so the low bits used for the slot index are well mixed.
     uint64_t h = 1469598103934665603ull;
     for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    return static_cast<size_t>(h ^ (h >> 32));
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 33);
   }
+
+  void place(std::string_view key, uint64_t h, int32_t id) {
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      Slot& s = slots_[i];
+      if (s.id < 0) {
+        s = {h, key, id};
+        ++count_;
+        return;
+      }
+      if (s.hash == h && s.key == key) {  // a later duplicate line wins, as in HF's HashMap insert
+        s.id = id;
+        return;
+      }
+    }
+  }
+
+  void grow() {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+    mask_ = slots_.size() - 1;
+    count_ = 0;
+    for (const Slot& s : old)
+      if (s.id >= 0) place(s.key, s.hash, s.id);
+  }
+
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  size_t count_ = 0;
 };
-using VocabMap = std::unordered_map<std::string_view, int32_t, ViewHash>;
 
 class WordPieceTokenizer final : public Tokenizer {
  public:
@@ -54,10 +109,10 @@ class WordPieceTokenizer final : public Tokenizer {
       // Later duplicates win, as in HF's HashMap insert.
       if (token.size() > 2 && token.compare(0, 2, "##") == 0) {
         std::string_view piece = token.substr(2);
-        pieces_[piece] = static_cast<int32_t>(id);
+        pieces_.insert(piece, static_cast<int32_t>(id));
         max_piece_bytes_ = std::max(max_piece_bytes_, piece.size());
       }
-      words_[token] = static_cast<int32_t>(id);
+      words_.insert(token, static_cast<int32_t>(id));
       max_word_bytes_ = std::max(max_word_bytes_, token.size());
     }
     // "##" alone is a whole-word token, not a continuation with an empty suffix.
@@ -124,8 +179,7 @@ class WordPieceTokenizer final : public Tokenizer {
     return tokens_[id];
   }
   int32_t token_to_id(std::string_view token) const override {
-    auto it = words_.find(token);
-    return it == words_.end() ? -1 : it->second;
+    return words_.find(token);
   }
   const char* type() const override { return "wordpiece"; }
 
@@ -244,11 +298,8 @@ class WordPieceTokenizer final : public Tokenizer {
       while (end > start && bounds[end] - bounds[start] > max_bytes) --end;
       int32_t id = -1;
       for (; end > start; --end) {
-        auto it = map.find(std::string_view(buf).substr(bounds[start], bounds[end] - bounds[start]));
-        if (it != map.end()) {
-          id = it->second;
-          break;
-        }
+        id = map.find(std::string_view(buf).substr(bounds[start], bounds[end] - bounds[start]));
+        if (id >= 0) break;
       }
       if (id < 0) {
         out.ids.resize(rollback);
