@@ -1053,8 +1053,8 @@ std::vector<CharSpan> CacheReader::token_offsets(int64_t index) const {
 
 void CacheReader::read_windows(const std::vector<int64_t>& windows, float* out) const {
   if (windows.empty()) return;
-  if (!out) throw std::invalid_argument("read_windows: output buffer is null");
   for (int64_t w : windows) window(w);
+  if (!out) throw std::invalid_argument("read_windows: output buffer is null");
   const Impl& r = *impl_;
   const int64_t hidden = r.metadata.hidden_size, block = r.metadata.document_block;
   const StateDType dtype = r.metadata.state_dtype;
