@@ -1,7 +1,12 @@
 #include "deformer/cache.h"
 
+#include "cache_codec.h"
+
 #include <fcntl.h>
 #include <hdf5.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <unistd.h>
 
 #include <algorithm>
@@ -235,6 +240,9 @@ class Appender {
 
 // ---------------------------------------------------------------------------------------------------------
 // Storage dtypes
+}  // namespace
+
+namespace detail {
 
 // IEEE binary16 with round-to-nearest-even, subnormals, and overflow to infinity.
 uint16_t float_to_half(float value) {
@@ -269,8 +277,8 @@ float half_to_float(uint16_t h) {
     const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;  // 2^-24, exact
     return sign ? -magnitude : magnitude;
   }
-  if (exponent == 31)
-    x = sign | 0x7f800000u | (mantissa << 13);
+  if (exponent == 31)  // infinity, or NaN made quiet as IEEE conversions (and F16C) do
+    x = sign | 0x7f800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u);
   else
     x = sign | ((exponent - 15 + 127) << 23) | (mantissa << 13);
   float value;
@@ -293,6 +301,64 @@ float bfloat16_to_float(uint16_t b) {
   return value;
 }
 
+// Bulk fp16 conversion. The scalar loops cost ~1.5 ns a value (data-dependent branches on random states,
+// 450 us for a BERT-base window); F16C converts 8 values an instruction, with the same IEEE rounding.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DEFORMER_HAVE_F16C 1
+__attribute__((target("avx,f16c"))) void halves_to_floats_f16c(const uint8_t* in, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i))));
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, in + 2 * i, 2);
+    out[i] = half_to_float(h);
+  }
+}
+__attribute__((target("avx,f16c"))) void floats_to_halves_f16c(const float* in, int64_t n, uint8_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) {
+    const uint16_t h = float_to_half(in[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+bool have_f16c() {
+  static const bool yes = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+#else
+bool have_f16c() { return false; }
+#endif
+
+void halves_to_floats(const uint8_t* in, int64_t n, float* out, bool allow_simd) {
+#ifdef DEFORMER_HAVE_F16C
+  if (allow_simd && have_f16c()) return halves_to_floats_f16c(in, n, out);
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, in + 2 * i, 2);
+    out[i] = half_to_float(h);
+  }
+}
+
+void floats_to_halves(const float* in, int64_t n, uint8_t* out, bool allow_simd) {
+#ifdef DEFORMER_HAVE_F16C
+  if (allow_simd && have_f16c()) return floats_to_halves_f16c(in, n, out);
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = float_to_half(in[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+
+}  // namespace detail
+
+namespace {
+using namespace detail;
+
 // Encodes rows x hidden floats into `bytes` (and per-row scales for int8).
 void quantise(StateDType dtype, const float* in, int64_t rows, int64_t hidden, std::vector<uint8_t>& bytes,
               std::vector<float>& scales) {
@@ -305,10 +371,7 @@ void quantise(StateDType dtype, const float* in, int64_t rows, int64_t hidden, s
       std::memcpy(out, in, n * 4);
       break;
     case StateDType::kFloat16:
-      for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = float_to_half(in[i]);
-        std::memcpy(out + 2 * i, &h, 2);
-      }
+      floats_to_halves(in, n, out);
       break;
     case StateDType::kBFloat16:
       for (int64_t i = 0; i < n; ++i) {
@@ -339,11 +402,7 @@ void dequantise(StateDType dtype, const uint8_t* in, const float* scales, int64_
       std::memcpy(out, in, n * 4);
       break;
     case StateDType::kFloat16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, in + 2 * i, 2);
-        out[i] = half_to_float(h);
-      }
+      halves_to_floats(in, n, out);
       break;
     case StateDType::kBFloat16:
       for (int64_t i = 0; i < n; ++i) {
