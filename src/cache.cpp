@@ -240,9 +240,6 @@ class Appender {
 
 // ---------------------------------------------------------------------------------------------------------
 // Storage dtypes
-}  // namespace
-
-namespace detail {
 
 // IEEE binary16 with round-to-nearest-even, subnormals, and overflow to infinity.
 uint16_t float_to_half(float value) {
@@ -333,7 +330,7 @@ bool have_f16c() {
 bool have_f16c() { return false; }
 #endif
 
-void halves_to_floats(const uint8_t* in, int64_t n, float* out, bool allow_simd) {
+void halves_to_floats(const uint8_t* in, int64_t n, float* out, bool allow_simd = true) {
 #ifdef DEFORMER_HAVE_F16C
   if (allow_simd && have_f16c()) return halves_to_floats_f16c(in, n, out);
 #endif
@@ -344,7 +341,7 @@ void halves_to_floats(const uint8_t* in, int64_t n, float* out, bool allow_simd)
   }
 }
 
-void floats_to_halves(const float* in, int64_t n, uint8_t* out, bool allow_simd) {
+void floats_to_halves(const float* in, int64_t n, uint8_t* out, bool allow_simd = true) {
 #ifdef DEFORMER_HAVE_F16C
   if (allow_simd && have_f16c()) return floats_to_halves_f16c(in, n, out);
 #endif
@@ -353,11 +350,6 @@ void floats_to_halves(const float* in, int64_t n, uint8_t* out, bool allow_simd)
     std::memcpy(out + 2 * i, &h, 2);
   }
 }
-
-}  // namespace detail
-
-namespace {
-using namespace detail;
 
 // Encodes rows x hidden floats into `bytes` (and per-row scales for int8).
 void quantise(StateDType dtype, const float* in, int64_t rows, int64_t hidden, std::vector<uint8_t>& bytes,
@@ -1223,6 +1215,22 @@ void merge_shards(const std::string& index_path, const std::vector<std::string>&
     throw std::runtime_error("cannot rename '" + temporary + "' to '" + index_path + "'");
   }
 }
+
+// The codecs for tests (cache_codec.h). Thin wrappers: the exported names cannot be inlined into the hot
+// loops above under -fPIC (semantic interposition), which made bf16 reads 5x slower.
+namespace detail {
+uint16_t float_to_half(float value) { return cache::float_to_half(value); }
+float half_to_float(uint16_t half) { return cache::half_to_float(half); }
+uint16_t float_to_bfloat16(float value) { return cache::float_to_bfloat16(value); }
+float bfloat16_to_float(uint16_t bfloat) { return cache::bfloat16_to_float(bfloat); }
+void halves_to_floats(const uint8_t* in, int64_t n, float* out, bool allow_simd) {
+  cache::halves_to_floats(in, n, out, allow_simd);
+}
+void floats_to_halves(const float* in, int64_t n, uint8_t* out, bool allow_simd) {
+  cache::floats_to_halves(in, n, out, allow_simd);
+}
+bool have_f16c() { return cache::have_f16c(); }
+}  // namespace detail
 
 }  // namespace cache
 }  // namespace deformer
