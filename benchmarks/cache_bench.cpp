@@ -52,7 +52,10 @@ fs::path bench_dir() {
   return dir;
 }
 
-// One document per window, full windows of 292 tokens + [SEP].
+// One document per window; rows vary from 150 to 293 (last windows of documents are short), so windows
+// start anywhere within the 293-row chunks, as in a real cache.
+int rows_of(int w) { return w % 3 == 2 ? 150 + (w * 97) % 143 : kBlock; }
+
 void write(const std::string& path, StateDType dtype, int gzip, int windows) {
   auto writer = CacheWriter::create(path, metadata(dtype), {0, gzip, true});
   std::vector<deformer::cache::CharSpan> offsets(kBlock - 1);
@@ -60,7 +63,8 @@ void write(const std::string& path, StateDType dtype, int gzip, int windows) {
   const std::string text(kBlock - 1, 'x');
   for (int w = 0; w < windows; ++w) {
     const float* rows = states().data() + static_cast<size_t>(w % kWindows) * kBlock * kHidden;
-    writer->add_document("d" + std::to_string(w), text, offsets, {{{0, kBlock - 1}, kBlock, rows}});
+    const int n = rows_of(w);
+    writer->add_document("d" + std::to_string(w), text, offsets, {{{0, n - 1}, n, rows}});
   }
   writer->commit();
 }

@@ -687,7 +687,7 @@ std::unique_ptr<CacheWriter> CacheWriter::create(const std::string& path, const 
 void CacheWriter::add_document(const std::string& id, const std::string& text,
                                const std::vector<CharSpan>& token_offsets, const std::vector<WindowStates>& windows) {
   Impl& w = *impl_;
-  if (w.committed) throw std::invalid_argument("add_document after commit()");
+  if (w.committed || !w.file.valid()) throw std::invalid_argument("add_document after commit()");
   if (id.empty()) throw std::invalid_argument("empty document id");
   auto bad = [&](const std::string& what) { throw std::invalid_argument("document '" + id + "': " + what); };
   if (w.ids.count(id)) bad("duplicate document id");
@@ -762,7 +762,7 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
 
 void CacheWriter::commit() {
   Impl& w = *impl_;
-  if (w.committed) throw std::invalid_argument("commit() called twice");
+  if (w.committed || !w.file.valid()) throw std::invalid_argument("commit() called twice");
   {
     Lock lock(h5_mutex());
     write_int_attribute(w.file.get(), "num_documents", w.documents);
@@ -830,9 +830,16 @@ Hid open_dataset(hid_t file, const char* name, const std::string& path, size_t c
   }
   if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
     throw std::runtime_error("'" + path + "' lacks the dataset '" + std::string(name) + "'");
+  Hid dataset(check_id(H5Dopen2(file, name, H5P_DEFAULT), "'" + path + "': cannot open " + name), H5Dclose);
+  if (!cache_bytes) return dataset;
+  Hid dcpl(H5Dget_create_plist(dataset.get()), H5Pclose);
+  const bool filtered = H5Pget_nfilters(dcpl.get()) > 0;
+  // Compressed chunks: a few chunks of cache, so that a chunk shared by consecutive windows is inflated
+  // once. Raw chunks: no cache, so that HDF5 reads only a window's rows from the file instead of both
+  // whole chunks the window straddles.
   Hid dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
-  // A few chunks of cache, so that a compressed chunk shared by consecutive windows is inflated once.
-  if (cache_bytes) H5Pset_chunk_cache(dapl.get(), 521, cache_bytes, 1.0);
+  H5Pset_chunk_cache(dapl.get(), filtered ? 521 : 0, filtered ? cache_bytes : 0, 1.0);
+  dataset.reset();
   return Hid(check_id(H5Dopen2(file, name, dapl.get()), "'" + path + "': cannot open " + name), H5Dclose);
 }
 
@@ -989,7 +996,7 @@ std::vector<std::string> read_index(const std::string& path) {
     throw std::runtime_error("'" + path + "' is neither an HDF5 file nor a readable cache index: " + e.what());
   }
   if (!index.is_object() || index.value("format", "") != kIndexFormatName)
-    throw std::runtime_error("'" + path + "' is not an HDF5 file");
+    throw std::runtime_error("'" + path + "' is not an HDF5 file (nor a libdeformer cache index)");
   if (index.value("version", 0) != 1)
     throw std::runtime_error("'" + path + "' has cache index version " + index.value("version", nlohmann::json()).dump() +
                              "; this libdeformer reads version 1");

@@ -405,6 +405,8 @@ TEST_F(CacheTest, CallerErrorsAreInvalidArguments) {
   bad_span[0].tokens.end = static_cast<int64_t>(docs[1].offsets.size()) + 1;
   EXPECT_THROW(writer->add_document("span", docs[1].text, docs[1].offsets, bad_span), std::invalid_argument);
   writer->commit();
+  EXPECT_THROW(writer->commit(), std::invalid_argument);
+  EXPECT_THROW(writer->add_document("late", docs[1].text, docs[1].offsets, docs[1].windows()), std::invalid_argument);
   auto reader = CacheReader::open(path("c.h5"), m);
   EXPECT_EQ(reader->num_documents(), 1) << "rejected documents leave no trace";
   text = message_of([&] { reader->find("nope"); });
