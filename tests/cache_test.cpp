@@ -271,6 +271,35 @@ TEST_F(CacheTest, Fp16RefusesValuesPastItsRange) {
                std::invalid_argument);
 }
 
+// fp16 and bf16 are declared as HDF5 float types, so HDF5's own conversion (what h5py and h5dump use)
+// decodes them to the same floats as the reader.
+TEST_F(CacheTest, TwoByteFloatsDecodeWithHdf5sOwnConversion) {
+  for (StateDType dtype : {StateDType::kFloat16, StateDType::kBFloat16}) {
+    const auto m = small_metadata(dtype);
+    write_cache(path("c.h5"), m, make_docs(m, 3));
+    auto reader = CacheReader::open(path("c.h5"), m);
+    const auto& w = reader->window(0);
+    std::vector<float> ours(reader->window_floats());
+    reader->read_windows({0}, ours.data());
+    hid_t file = H5Fopen(path("c.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t set = H5Dopen2(file, "/states/values", H5P_DEFAULT);
+    hid_t type = H5Dget_type(set);
+    EXPECT_EQ(H5Tget_class(type), H5T_FLOAT);
+    EXPECT_EQ(H5Tget_size(type), 2u);
+    hid_t space = H5Dget_space(set);
+    hsize_t start[2] = {0, 0}, count[2] = {static_cast<hsize_t>(w.rows), static_cast<hsize_t>(m.hidden_size)};
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+    hid_t memory = H5Screate_simple(2, count, nullptr);
+    std::vector<float> theirs(w.rows * m.hidden_size);
+    EXPECT_GE(H5Dread(set, H5T_NATIVE_FLOAT, memory, space, H5P_DEFAULT, theirs.data()), 0);
+    for (hid_t id : {memory, space}) H5Sclose(id);
+    H5Tclose(type);
+    H5Dclose(set);
+    H5Fclose(file);
+    EXPECT_EQ(std::memcmp(theirs.data(), ours.data(), theirs.size() * 4), 0) << to_string(dtype);
+  }
+}
+
 TEST_F(CacheTest, MismatchNamesTheFieldAndBothValues) {
   const auto m = small_metadata();
   write_cache(path("c.h5"), m, make_docs(m, 2));
