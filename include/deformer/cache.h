@@ -74,8 +74,8 @@ struct WindowStates {
 
 struct WriterOptions {
   int chunk_rows = 0;   // rows per HDF5 chunk; 0 = document_block, so a window spans at most two chunks
-  int gzip_level = 0;   // 0 stores raw: gzip+shuffle saves only 12% (fp16), 27% (bf16), 7% (int8) of
-                        // layer-k states for 8-15x slower writes and reads (cache_bench)
+  int gzip_level = 0;   // 0 stores raw: gzip+shuffle saves only ~15% (fp16), ~29% (bf16), ~9% (int8) of
+                        // layer-k states, for 10-30x slower writes and ~15x slower reads (cache_bench)
   bool shuffle = true;  // byte shuffle before gzip; ignored when gzip_level is 0
 };
 
