@@ -1,0 +1,194 @@
+#pragma once
+// The document cache (DESIGN.md sections 4 and 8): layer-k states of document windows in HDF5.
+//
+// No torch types here: states cross this API as row-major float32 rows, so the cache tools and readers
+// that only move bytes do not pull in LibTorch.
+//
+// File layout (format "libdeformer-cache", version 1). Root attributes hold CacheMetadata plus
+// "complete" (1 once committed) and the counts. Datasets, all appended as documents arrive:
+//   /documents/id_span     int64 [D, 2]   byte range of the id in /documents/id_bytes
+//   /documents/text_span   int64 [D, 2]   byte range of the original UTF-8 text in /documents/text_bytes
+//   /documents/token_span  int64 [D, 2]   range of the document's tokens in /tokens/char_offsets
+//   /documents/window_span int64 [D, 2]   range of the document's windows in /windows/*
+//   /tokens/char_offsets   int32 [T, 2]   per-token [begin, end) in code points of the document text
+//   /windows/token_span    int64 [W, 2]   document tokens [begin, end) of the window
+//   /windows/row_span      int64 [W, 2]   [first row, row count) of the window in /states/values
+//   /states/values         fp32|fp16|bf16|int8 [R, H]  ragged: only real rows, no padding
+//   /states/scale          float32 [R]    int8 only: per-row absmax / 127
+// fp16 is the IEEE binary16 layout and bf16 the top half of binary32, both declared as HDF5 float types
+// so that h5py and h5dump read them as floats.
+//
+// Thread safety: every HDF5 call in this library goes through one process-wide mutex, because a
+// libhdf5 built without --enable-threadsafe must never be entered by two threads, and a thread-safe one
+// takes a global lock anyway. A CacheReader's const members may be called from several threads at once;
+// dequantisation runs outside the lock, so parallel read_windows calls overlap only in that part. A
+// CacheWriter is used by one thread at a time.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "deformer/layout.h"
+#include "deformer/version.h"
+
+namespace deformer {
+namespace cache {
+
+inline constexpr const char* kFormatName = "libdeformer-cache";
+inline constexpr int kFormatVersion = 1;
+inline constexpr const char* kIndexFormatName = "libdeformer-cache-index";
+
+enum class StateDType { kFloat32, kFloat16, kBFloat16, kInt8 };
+const char* to_string(StateDType dtype);
+// Parses "fp32", "fp16", "bf16", "int8"; throws std::invalid_argument naming the bad value.
+StateDType parse_state_dtype(const std::string& text);
+
+struct CacheMetadata {
+  std::string format_name = kFormatName;         // identifies the file as a libdeformer cache
+  int format_version = kFormatVersion;           // layout version; readers refuse versions they do not know
+  std::string model_hash;                        // Model::content_hash() of the model that made the states
+  std::string model_type = "bert";               // ModelConfig::model_type
+  int k = 0;                                     // states are the output of layers 0..k-1
+  int hidden_size = 0;                           // columns of every state row
+  int question_block = 27;                       // question block the upper layers will be paired with
+  int document_block = 293;                      // document block; a window has at most this many real rows
+  int window_stride = 128;                       // tokens between window starts
+  StateDType state_dtype = StateDType::kFloat32; // storage dtype of the states
+  std::string tokenizer_hash;                    // identifies the tokenizer that produced tokens and offsets
+  std::string library_version = version();       // libdeformer that wrote the file (informational)
+};
+
+// [begin, end) in Unicode code points of the document text (Python string indices).
+struct CharSpan {
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+
+// One window of a document as the writer receives it.
+struct WindowStates {
+  TokenSpan tokens;               // document tokens [begin, end) the window covers
+  int64_t rows = 0;               // real rows of the document block (tokens + [SEP]); padding is not stored
+  const float* states = nullptr;  // rows x hidden_size, row-major float32, caller-owned during add_document
+};
+
+struct WriterOptions {
+  int chunk_rows = 0;   // rows per HDF5 chunk; 0 = document_block, so a window spans at most two chunks
+  int gzip_level = 0;   // 0 stores raw: gzip+shuffle saves only ~15% (fp16), ~29% (bf16), ~9% (int8) of
+                        // layer-k states, for 10-30x slower writes and ~15x slower reads (cache_bench)
+  bool shuffle = true;  // byte shuffle before gzip; ignored when gzip_level is 0
+};
+
+class CacheWriter {
+ public:
+  // Writes to a temporary file next to `path`; the final name appears only in commit(). Throws
+  // std::invalid_argument for inconsistent metadata and std::runtime_error when the file cannot be created.
+  static std::unique_ptr<CacheWriter> create(const std::string& path, const CacheMetadata& metadata,
+                                             const WriterOptions& options = {});
+  // Without commit(), removes the temporary file: an interrupted build leaves no file under the final
+  // name and a previous complete cache there untouched.
+  ~CacheWriter();
+  CacheWriter(const CacheWriter&) = delete;
+  CacheWriter& operator=(const CacheWriter&) = delete;
+
+  // Appends a document. Throws std::invalid_argument for a duplicate or empty id, an empty text, no
+  // tokens or windows, offsets or spans out of range, rows outside 1..document_block, non-finite states.
+  void add_document(const std::string& id, const std::string& text, const std::vector<CharSpan>& token_offsets,
+                    const std::vector<WindowStates>& windows);
+  // Marks the file complete, syncs it to disk and renames it to the final path (replacing any file there).
+  void commit();
+
+  const CacheMetadata& metadata() const;
+  int64_t num_documents() const;
+  int64_t num_windows() const;
+  int64_t num_rows() const;
+  const std::string& temporary_path() const;
+
+  struct Impl;
+
+ private:
+  explicit CacheWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct DocumentInfo {
+  std::string id;
+  int64_t first_window = 0;  // global window index of the document's first window
+  int64_t num_windows = 0;
+  int64_t num_tokens = 0;
+};
+
+struct WindowInfo {
+  int64_t document = 0;  // document index
+  TokenSpan tokens;      // document tokens [begin, end)
+  int64_t rows = 0;      // real rows; read_windows zero-fills the rest of the document block
+};
+
+// Reads one cache file, or a merged view of shards through an index file written by merge_shards().
+class CacheReader {
+ public:
+  // Opens without checking what produced the cache (for inspection tools). Throws std::runtime_error for
+  // a missing file, a file that is not HDF5 or not a cache, a truncated or incomplete file, an unknown
+  // format version, and inconsistent tables.
+  static std::unique_ptr<CacheReader> open(const std::string& path);
+  // As above, and also refuses a cache whose model hash, model type, k, hidden size, tokenizer hash or
+  // block sizes differ from `expected`, naming the field and both values. Stride and storage dtype are not
+  // compared: windows carry their own spans and every dtype reads back as float32.
+  static std::unique_ptr<CacheReader> open(const std::string& path, const CacheMetadata& expected);
+  ~CacheReader();
+  CacheReader(const CacheReader&) = delete;
+  CacheReader& operator=(const CacheReader&) = delete;
+
+  const CacheMetadata& metadata() const;
+  int64_t num_documents() const;
+  int64_t num_windows() const;
+  int64_t num_shards() const;
+  std::vector<std::string> document_ids() const;
+  // Document index of `id`; throws std::invalid_argument naming an unknown id.
+  int64_t find(const std::string& id) const;
+  // Bounds-checked accessors (std::out_of_range).
+  const DocumentInfo& document(int64_t index) const;
+  const WindowInfo& window(int64_t index) const;
+  std::string document_text(int64_t index) const;
+  std::vector<CharSpan> token_offsets(int64_t index) const;
+
+  // Dequantises the given windows into out, laid out [windows.size(), document_block, hidden_size]
+  // float32; rows past a window's real rows are zeros. Reads in file order whatever the request order.
+  void read_windows(const std::vector<int64_t>& windows, float* out) const;
+  // Floats read_windows writes for n windows.
+  int64_t window_floats() const;
+
+  struct Impl;
+
+ private:
+  explicit CacheReader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// True when `path` is a committed cache (or a readable index); false for anything else, never throws.
+// Lets a shard job skip work that already finished.
+bool is_complete(const std::string& path);
+
+// Sharding (DESIGN.md section 8). A document belongs to shard FNV-1a-64(id) mod num_shards: stable across
+// runs, machines and compilers, unlike std::hash.
+uint64_t fnv1a64(const std::string& bytes);
+int shard_of(const std::string& document_id, int num_shards);
+
+struct ShardSpec {
+  int index = 0;  // this job's shard, 0-based
+  int count = 1;  // number of shards
+};
+// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set (rebased on SLURM_ARRAY_TASK_MIN and
+// SLURM_ARRAY_TASK_STEP, so --array=1-8 and 0-14:2 give 0-based contiguous indices), else {0, 1}.
+// Throws std::runtime_error for values that do not parse or an index outside the count.
+ShardSpec shard_from_environment();
+// "<stem>-00003-of-00016.h5" for stem "<stem>.h5": the file name a shard job writes.
+std::string shard_path(const std::string& path, const ShardSpec& shard);
+
+// Writes a JSON index listing the shard files (paths stored relative to the index's directory) after
+// opening every shard: each must be complete, agree on the metadata (all but library_version) and share no
+// document id. CacheReader::open(index) then reads across shards. Written to a temporary name and renamed.
+void merge_shards(const std::string& index_path, const std::vector<std::string>& shard_paths);
+
+}  // namespace cache
+}  // namespace deformer

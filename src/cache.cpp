@@ -1,0 +1,1243 @@
+#include "deformer/cache.h"
+
+#include "cache_codec.h"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace fs = std::filesystem;
+
+namespace deformer {
+namespace cache {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------
+// HDF5 plumbing
+
+// One lock for every HDF5 call in the process (see the header): recursive because helpers nest.
+std::recursive_mutex& h5_mutex() {
+  static std::recursive_mutex mutex;
+  return mutex;
+}
+using Lock = std::lock_guard<std::recursive_mutex>;
+
+// Owns an hid_t and closes it with the matching H5?close.
+class Hid {
+ public:
+  Hid() = default;
+  Hid(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  Hid(Hid&& other) noexcept : id_(other.id_), close_(other.close_) { other.id_ = -1; }
+  Hid& operator=(Hid&& other) noexcept {
+    if (this != &other) {
+      reset();
+      id_ = other.id_;
+      close_ = other.close_;
+      other.id_ = -1;
+    }
+    return *this;
+  }
+  ~Hid() { reset(); }
+  void reset() {
+    if (id_ >= 0 && close_) {
+      Lock lock(h5_mutex());
+      close_(id_);
+    }
+    id_ = -1;
+  }
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = -1;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+// HDF5 prints its error stack to stderr by default; errors become exceptions here instead, carrying the
+// innermost messages of the stack.
+herr_t collect_error(unsigned n, const H5E_error2_t* error, void* data) {
+  auto* text = static_cast<std::string*>(data);
+  if (n < 3 && error->desc && *error->desc) {
+    if (!text->empty()) text->append("; ");
+    text->append(error->desc);
+  }
+  return 0;
+}
+
+std::string h5_error_text() {
+  std::string text;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect_error, &text);
+  H5Eclear2(H5E_DEFAULT);
+  return text.empty() ? "unknown HDF5 error" : text;
+}
+
+void silence_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+[[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what + ": " + h5_error_text()); }
+
+hid_t check_id(hid_t id, const std::string& what) {
+  if (id < 0) fail(what);
+  return id;
+}
+void check(herr_t status, const std::string& what) {
+  if (status < 0) fail(what);
+}
+
+Hid file_access() {
+  Hid fapl(check_id(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate"), H5Pclose);
+  // Keep HDF5's file locks, but do not fail on file systems without locking (NFS, some Lustre mounts):
+  // shard jobs on a cluster write there.
+  H5Pset_file_locking(fapl.get(), 1, 1);
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
+  return fapl;
+}
+
+// Float types of the 2-byte storage dtypes, declared as HDF5 floats so that generic tools decode them.
+Hid half_type() {
+  Hid t(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
+  check(H5Tset_fields(t.get(), 15, 10, 5, 0, 10), "H5Tset_fields(fp16)");
+  check(H5Tset_size(t.get(), 2), "H5Tset_size(fp16)");
+  check(H5Tset_ebias(t.get(), 15), "H5Tset_ebias(fp16)");
+  return t;
+}
+Hid bfloat16_type() {
+  Hid t(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
+  check(H5Tset_fields(t.get(), 15, 7, 8, 0, 7), "H5Tset_fields(bf16)");
+  check(H5Tset_size(t.get(), 2), "H5Tset_size(bf16)");
+  check(H5Tset_ebias(t.get(), 127), "H5Tset_ebias(bf16)");
+  return t;
+}
+
+size_t element_size(StateDType dtype) {
+  switch (dtype) {
+    case StateDType::kFloat32: return 4;
+    case StateDType::kFloat16:
+    case StateDType::kBFloat16: return 2;
+    case StateDType::kInt8: return 1;
+  }
+  return 4;
+}
+
+Hid state_type(StateDType dtype) {
+  switch (dtype) {
+    case StateDType::kFloat32: return Hid(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
+    case StateDType::kFloat16: return half_type();
+    case StateDType::kBFloat16: return bfloat16_type();
+    case StateDType::kInt8: return Hid(H5Tcopy(H5T_STD_I8LE), H5Tclose);
+  }
+  throw std::logic_error("state_type");
+}
+
+void write_string_attribute(hid_t object, const char* name, const std::string& value) {
+  Hid type(H5Tcopy(H5T_C_S1), H5Tclose);
+  check(H5Tset_size(type.get(), std::max<size_t>(value.size(), 1)), "H5Tset_size");
+  check(H5Tset_cset(type.get(), H5T_CSET_UTF8), "H5Tset_cset");
+  Hid space(H5Screate(H5S_SCALAR), H5Sclose);
+  if (H5Aexists(object, name) > 0) H5Adelete(object, name);
+  Hid attr(check_id(H5Acreate2(object, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), name), H5Aclose);
+  std::string padded = value.empty() ? std::string(1, '\0') : value;
+  check(H5Awrite(attr.get(), type.get(), padded.data()), name);
+}
+
+void write_int_attribute(hid_t object, const char* name, int64_t value) {
+  Hid space(H5Screate(H5S_SCALAR), H5Sclose);
+  if (H5Aexists(object, name) > 0) H5Adelete(object, name);
+  Hid attr(check_id(H5Acreate2(object, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), name),
+           H5Aclose);
+  check(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), name);
+}
+
+bool has_attribute(hid_t object, const char* name) { return H5Aexists(object, name) > 0; }
+
+std::string read_string_attribute(hid_t object, const char* name, const std::string& path) {
+  if (!has_attribute(object, name)) throw std::runtime_error("'" + path + "' lacks the attribute '" + name + "'");
+  Hid attr(check_id(H5Aopen(object, name, H5P_DEFAULT), name), H5Aclose);
+  Hid type(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0)
+    throw std::runtime_error("'" + path + "': attribute '" + name + "' is not a fixed-length string");
+  std::string value(H5Tget_size(type.get()), '\0');
+  check(H5Aread(attr.get(), type.get(), value.data()), name);
+  value.resize(std::strlen(value.c_str()));
+  return value;
+}
+
+int64_t read_int_attribute(hid_t object, const char* name, const std::string& path) {
+  if (!has_attribute(object, name)) throw std::runtime_error("'" + path + "' lacks the attribute '" + name + "'");
+  Hid attr(check_id(H5Aopen(object, name, H5P_DEFAULT), name), H5Aclose);
+  Hid type(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_INTEGER)
+    throw std::runtime_error("'" + path + "': attribute '" + name + "' is not an integer");
+  int64_t value = 0;
+  check(H5Aread(attr.get(), H5T_NATIVE_INT64, &value), name);
+  return value;
+}
+
+// An extendible dataset of rows (rank 1 when cols is 0, else [rows, cols]) appended to at its end.
+class Appender {
+ public:
+  Appender() = default;
+  Appender(hid_t parent, const char* name, hid_t file_type, hid_t mem_type, hsize_t cols, hsize_t chunk_rows,
+           int gzip_level, bool shuffle)
+      : mem_type_(mem_type), cols_(cols) {
+    const int rank = cols ? 2 : 1;
+    hsize_t dims[2] = {0, cols}, maxdims[2] = {H5S_UNLIMITED, cols}, chunk[2] = {chunk_rows, cols};
+    Hid space(check_id(H5Screate_simple(rank, dims, maxdims), name), H5Sclose);
+    Hid dcpl(check_id(H5Pcreate(H5P_DATASET_CREATE), name), H5Pclose);
+    check(H5Pset_chunk(dcpl.get(), rank, chunk), name);
+    if (gzip_level > 0) {
+      if (shuffle) check(H5Pset_shuffle(dcpl.get()), name);
+      check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(gzip_level)), name);
+    }
+    // Never written twice, so HDF5 need not pre-fill chunks with zeros.
+    H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
+    dataset_ = Hid(check_id(H5Dcreate2(parent, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                            name),
+                   H5Dclose);
+  }
+
+  void append(const void* data, hsize_t rows) {
+    if (rows == 0) return;
+    const int rank = cols_ ? 2 : 1;
+    hsize_t extent[2] = {size_ + rows, cols_};
+    check(H5Dset_extent(dataset_.get(), extent), "H5Dset_extent");
+    Hid file_space(check_id(H5Dget_space(dataset_.get()), "H5Dget_space"), H5Sclose);
+    hsize_t start[2] = {size_, 0}, count[2] = {rows, cols_};
+    check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), "select");
+    Hid mem_space(check_id(H5Screate_simple(rank, count, nullptr), "H5Screate_simple"), H5Sclose);
+    check(H5Dwrite(dataset_.get(), mem_type_, mem_space.get(), file_space.get(), H5P_DEFAULT, data), "H5Dwrite");
+    size_ += rows;
+  }
+  hsize_t size() const { return size_; }
+  void close() { dataset_.reset(); }
+
+ private:
+  Hid dataset_;
+  hid_t mem_type_ = -1;
+  hsize_t cols_ = 0;
+  hsize_t size_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Storage dtypes
+
+// IEEE binary16 with round-to-nearest-even, subnormals, and overflow to infinity.
+uint16_t float_to_half(float value) {
+  uint32_t x;
+  std::memcpy(&x, &value, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t mantissa = x & 0x7fffffu;
+  const int32_t exponent = static_cast<int32_t>((x >> 23) & 0xffu);
+  if (exponent == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mantissa ? 0x200u : 0u));
+  const int32_t e = exponent - 127 + 15;
+  if (e >= 31) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (e <= 0) {
+    if (e < -10) return static_cast<uint16_t>(sign);  // below half the smallest subnormal
+    mantissa |= 0x800000u;
+    const int shift = 14 - e;
+    uint32_t h = mantissa >> shift;
+    const uint32_t rest = mantissa & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+    if (rest > halfway || (rest == halfway && (h & 1u))) ++h;
+    return static_cast<uint16_t>(sign | h);
+  }
+  uint32_t h = (static_cast<uint32_t>(e) << 10) | (mantissa >> 13);
+  const uint32_t rest = mantissa & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry into the exponent is still correct
+  return static_cast<uint16_t>(sign | h);
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  uint32_t x;
+  if (exponent == 0) {
+    const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;  // 2^-24, exact
+    return sign ? -magnitude : magnitude;
+  }
+  if (exponent == 31)  // infinity, or NaN made quiet as IEEE conversions (and F16C) do
+    x = sign | 0x7f800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u);
+  else
+    x = sign | ((exponent - 15 + 127) << 23) | (mantissa << 13);
+  float value;
+  std::memcpy(&value, &x, 4);
+  return value;
+}
+
+uint16_t float_to_bfloat16(float value) {
+  uint32_t x;
+  std::memcpy(&x, &value, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return static_cast<uint16_t>(x >> 16);
+}
+
+float bfloat16_to_float(uint16_t b) {
+  const uint32_t x = static_cast<uint32_t>(b) << 16;
+  float value;
+  std::memcpy(&value, &x, 4);
+  return value;
+}
+
+// Bulk fp16 conversion. The scalar loops cost ~1.5 ns a value (data-dependent branches on random states,
+// 450 us for a BERT-base window); F16C converts 8 values an instruction, with the same IEEE rounding.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DEFORMER_HAVE_F16C 1
+__attribute__((target("avx,f16c"))) void halves_to_floats_f16c(const uint8_t* in, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i))));
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, in + 2 * i, 2);
+    out[i] = half_to_float(h);
+  }
+}
+__attribute__((target("avx,f16c"))) void floats_to_halves_f16c(const float* in, int64_t n, uint8_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) {
+    const uint16_t h = float_to_half(in[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+bool have_f16c() {
+  static const bool yes = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+#else
+bool have_f16c() { return false; }
+#endif
+
+void halves_to_floats(const uint8_t* in, int64_t n, float* out, bool allow_simd = true) {
+#ifdef DEFORMER_HAVE_F16C
+  if (allow_simd && have_f16c()) return halves_to_floats_f16c(in, n, out);
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, in + 2 * i, 2);
+    out[i] = half_to_float(h);
+  }
+}
+
+void floats_to_halves(const float* in, int64_t n, uint8_t* out, bool allow_simd = true) {
+#ifdef DEFORMER_HAVE_F16C
+  if (allow_simd && have_f16c()) return floats_to_halves_f16c(in, n, out);
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = float_to_half(in[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+
+// Encodes rows x hidden floats into `bytes` (and per-row scales for int8).
+void quantise(StateDType dtype, const float* in, int64_t rows, int64_t hidden, std::vector<uint8_t>& bytes,
+              std::vector<float>& scales) {
+  const int64_t n = rows * hidden;
+  const size_t offset = bytes.size();
+  bytes.resize(offset + n * element_size(dtype));
+  uint8_t* out = bytes.data() + offset;
+  switch (dtype) {
+    case StateDType::kFloat32:
+      std::memcpy(out, in, n * 4);
+      break;
+    case StateDType::kFloat16:
+      floats_to_halves(in, n, out);
+      break;
+    case StateDType::kBFloat16:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t b = float_to_bfloat16(in[i]);
+        std::memcpy(out + 2 * i, &b, 2);
+      }
+      break;
+    case StateDType::kInt8:
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* row = in + r * hidden;
+        float absmax = 0;
+        for (int64_t c = 0; c < hidden; ++c) absmax = std::max(absmax, std::fabs(row[c]));
+        const float scale = absmax / 127.0f;
+        const float inverse = absmax > 0 ? 127.0f / absmax : 0.0f;
+        auto* q = reinterpret_cast<int8_t*>(out + r * hidden);
+        for (int64_t c = 0; c < hidden; ++c)
+          q[c] = static_cast<int8_t>(std::clamp(std::nearbyint(row[c] * inverse), -127.0f, 127.0f));
+        scales.push_back(scale);
+      }
+      break;
+  }
+}
+
+void dequantise(StateDType dtype, const uint8_t* in, const float* scales, int64_t rows, int64_t hidden, float* out) {
+  const int64_t n = rows * hidden;
+  switch (dtype) {
+    case StateDType::kFloat32:
+      std::memcpy(out, in, n * 4);
+      break;
+    case StateDType::kFloat16:
+      halves_to_floats(in, n, out);
+      break;
+    case StateDType::kBFloat16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t b;
+        std::memcpy(&b, in + 2 * i, 2);
+        out[i] = bfloat16_to_float(b);
+      }
+      break;
+    case StateDType::kInt8:
+      for (int64_t r = 0; r < rows; ++r) {
+        const auto* q = reinterpret_cast<const int8_t*>(in + r * hidden);
+        for (int64_t c = 0; c < hidden; ++c) out[r * hidden + c] = static_cast<float>(q[c]) * scales[r];
+      }
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Metadata
+
+void write_metadata(hid_t file, const CacheMetadata& m) {
+  write_string_attribute(file, "format_name", m.format_name);
+  write_int_attribute(file, "format_version", m.format_version);
+  write_string_attribute(file, "model_hash", m.model_hash);
+  write_string_attribute(file, "model_type", m.model_type);
+  write_int_attribute(file, "k", m.k);
+  write_int_attribute(file, "hidden_size", m.hidden_size);
+  write_int_attribute(file, "question_block", m.question_block);
+  write_int_attribute(file, "document_block", m.document_block);
+  write_int_attribute(file, "window_stride", m.window_stride);
+  write_string_attribute(file, "state_dtype", to_string(m.state_dtype));
+  write_string_attribute(file, "tokenizer_hash", m.tokenizer_hash);
+  write_string_attribute(file, "library_version", m.library_version);
+}
+
+CacheMetadata read_metadata(hid_t file, const std::string& path) {
+  CacheMetadata m;
+  m.format_name = read_string_attribute(file, "format_name", path);
+  m.format_version = static_cast<int>(read_int_attribute(file, "format_version", path));
+  if (m.format_name != kFormatName)
+    throw std::runtime_error("'" + path + "' is not a libdeformer cache (format '" + m.format_name + "')");
+  if (m.format_version != kFormatVersion)
+    throw std::runtime_error("'" + path + "' has cache format version " + std::to_string(m.format_version) +
+                             "; this libdeformer " + version() + " reads version " + std::to_string(kFormatVersion));
+  m.model_hash = read_string_attribute(file, "model_hash", path);
+  m.model_type = read_string_attribute(file, "model_type", path);
+  m.k = static_cast<int>(read_int_attribute(file, "k", path));
+  m.hidden_size = static_cast<int>(read_int_attribute(file, "hidden_size", path));
+  m.question_block = static_cast<int>(read_int_attribute(file, "question_block", path));
+  m.document_block = static_cast<int>(read_int_attribute(file, "document_block", path));
+  m.window_stride = static_cast<int>(read_int_attribute(file, "window_stride", path));
+  try {
+    m.state_dtype = parse_state_dtype(read_string_attribute(file, "state_dtype", path));
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("'" + path + "': " + e.what());
+  }
+  m.tokenizer_hash = read_string_attribute(file, "tokenizer_hash", path);
+  m.library_version = read_string_attribute(file, "library_version", path);
+  return m;
+}
+
+void validate_metadata(const CacheMetadata& m) {
+  auto bad = [](const std::string& what) { throw std::invalid_argument("cache metadata: " + what); };
+  if (m.format_name != kFormatName || m.format_version != kFormatVersion)
+    bad("format must be " + std::string(kFormatName) + " version " + std::to_string(kFormatVersion));
+  if (m.model_hash.empty()) bad("model_hash is empty");
+  if (m.model_type.empty()) bad("model_type is empty");
+  if (m.k < 0) bad("k=" + std::to_string(m.k) + " is negative");
+  if (m.hidden_size <= 0) bad("hidden_size must be positive");
+  if (m.question_block <= 0 || m.document_block <= 1) bad("block sizes must be positive");
+  if (m.window_stride <= 0 || m.window_stride >= m.document_block - 1)
+    bad("window_stride " + std::to_string(m.window_stride) + " must be in 1.." +
+        std::to_string(m.document_block - 2) + " (below the window of document_block - 1 tokens)");
+}
+
+// Every field that decides whether states fit a model, with both values when they differ.
+std::vector<std::string> differences(const CacheMetadata& have, const CacheMetadata& want, bool all_fields) {
+  std::vector<std::string> out;
+  auto cmp = [&](const char* field, const std::string& a, const std::string& b) {
+    if (a != b) out.push_back(std::string(field) + " is '" + a + "' in the cache, expected '" + b + "'");
+  };
+  auto num = [&](const char* field, int64_t a, int64_t b) { cmp(field, std::to_string(a), std::to_string(b)); };
+  cmp("model hash", have.model_hash, want.model_hash);
+  cmp("model type", have.model_type, want.model_type);
+  num("k", have.k, want.k);
+  num("hidden size", have.hidden_size, want.hidden_size);
+  cmp("tokenizer hash", have.tokenizer_hash, want.tokenizer_hash);
+  num("question block", have.question_block, want.question_block);
+  num("document block", have.document_block, want.document_block);
+  if (all_fields) {
+    num("window stride", have.window_stride, want.window_stride);
+    cmp("state dtype", to_string(have.state_dtype), to_string(want.state_dtype));
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& parts, const char* separator) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : separator) + p;
+  return out;
+}
+
+int64_t count_code_points(const std::string& text) {
+  int64_t n = 0;
+  for (unsigned char c : text) n += (c & 0xc0) != 0x80;
+  return n;
+}
+
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+std::string temporary_name(const std::string& path) {
+  std::random_device device;
+  std::ostringstream name;
+  name << path << ".tmp-" << ::getpid() << "-" << std::hex << device();
+  return name.str();
+}
+
+}  // namespace
+
+// -----------------------------------------------------------------------------------------------------------
+// Public helpers
+
+const char* to_string(StateDType dtype) {
+  switch (dtype) {
+    case StateDType::kFloat32: return "fp32";
+    case StateDType::kFloat16: return "fp16";
+    case StateDType::kBFloat16: return "bf16";
+    case StateDType::kInt8: return "int8";
+  }
+  return "?";
+}
+
+StateDType parse_state_dtype(const std::string& text) {
+  if (text == "fp32") return StateDType::kFloat32;
+  if (text == "fp16") return StateDType::kFloat16;
+  if (text == "bf16") return StateDType::kBFloat16;
+  if (text == "int8") return StateDType::kInt8;
+  throw std::invalid_argument("unknown state dtype '" + text + "' (expected fp32, fp16, bf16 or int8)");
+}
+
+uint64_t fnv1a64(const std::string& bytes) {
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+int shard_of(const std::string& document_id, int num_shards) {
+  if (num_shards <= 0) throw std::invalid_argument("num_shards must be positive, got " + std::to_string(num_shards));
+  return static_cast<int>(fnv1a64(document_id) % static_cast<uint64_t>(num_shards));
+}
+
+namespace {
+bool env_int(const char* name, int64_t& value) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return false;
+  char* end = nullptr;
+  errno = 0;
+  const long long parsed = std::strtoll(text, &end, 10);
+  if (errno || *end) throw std::runtime_error(std::string(name) + "='" + text + "' is not an integer");
+  value = parsed;
+  return true;
+}
+}  // namespace
+
+ShardSpec shard_from_environment() {
+  int64_t id = 0, count = 0, minimum = 0, step = 1;
+  const bool has_id = env_int("SLURM_ARRAY_TASK_ID", id);
+  const bool has_count = env_int("SLURM_ARRAY_TASK_COUNT", count);
+  if (!has_id && !has_count) return {};
+  if (!has_id || !has_count)
+    throw std::runtime_error("SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT must be set together");
+  env_int("SLURM_ARRAY_TASK_MIN", minimum);
+  env_int("SLURM_ARRAY_TASK_STEP", step);
+  if (step <= 0) throw std::runtime_error("SLURM_ARRAY_TASK_STEP=" + std::to_string(step) + " is not positive");
+  const int64_t index = (id - minimum) / step;
+  if (count <= 0 || index < 0 || index >= count || (id - minimum) % step)
+    throw std::runtime_error("Slurm array task " + std::to_string(id) + " (min " + std::to_string(minimum) +
+                             ", step " + std::to_string(step) + ") is not one of " + std::to_string(count) +
+                             " shards");
+  return {static_cast<int>(index), static_cast<int>(count)};
+}
+
+std::string shard_path(const std::string& path, const ShardSpec& shard) {
+  if (shard.count <= 0 || shard.index < 0 || shard.index >= shard.count)
+    throw std::invalid_argument("shard " + std::to_string(shard.index) + " of " + std::to_string(shard.count) +
+                                " is out of range");
+  const fs::path p(path);
+  char suffix[64];
+  std::snprintf(suffix, sizeof suffix, "-%05d-of-%05d", shard.index, shard.count);
+  return (p.parent_path() / (p.stem().string() + suffix + p.extension().string())).string();
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Writer
+
+struct CacheWriter::Impl {
+  CacheMetadata metadata;
+  WriterOptions options;
+  std::string path, temporary;
+  Hid file;
+  Hid value_type;
+  Appender id_bytes, id_span, text_bytes, text_span, token_span, window_span, char_offsets, window_tokens,
+      window_rows, values, scales;
+  std::unordered_set<std::string> ids;
+  int64_t documents = 0, windows = 0, rows = 0, tokens = 0, id_size = 0, text_size = 0;
+  bool committed = false;
+
+  void close_all() {
+    for (Appender* a : {&id_bytes, &id_span, &text_bytes, &text_span, &token_span, &window_span, &char_offsets,
+                        &window_tokens, &window_rows, &values, &scales})
+      a->close();
+    value_type.reset();
+    file.reset();
+  }
+};
+
+CacheWriter::CacheWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+CacheWriter::~CacheWriter() {
+  if (!impl_) return;
+  impl_->close_all();
+  if (!impl_->committed) {
+    std::error_code ignored;
+    fs::remove(impl_->temporary, ignored);
+  }
+}
+
+std::unique_ptr<CacheWriter> CacheWriter::create(const std::string& path, const CacheMetadata& metadata,
+                                                 const WriterOptions& options) {
+  validate_metadata(metadata);
+  if (options.chunk_rows < 0) throw std::invalid_argument("chunk_rows must not be negative");
+  if (options.gzip_level < 0 || options.gzip_level > 9)
+    throw std::invalid_argument("gzip_level must be in 0..9, got " + std::to_string(options.gzip_level));
+  if (path.empty()) throw std::invalid_argument("cache path is empty");
+  auto impl = std::make_unique<Impl>();
+  impl->metadata = metadata;
+  impl->options = options;
+  impl->path = path;
+  impl->temporary = temporary_name(path);
+  std::unique_ptr<CacheWriter> writer(new CacheWriter(std::move(impl)));  // removes the temporary on throw
+  Impl& w = *writer->impl_;
+
+  Lock lock(h5_mutex());
+  silence_hdf5();
+  Hid fapl = file_access();
+  w.file = Hid(check_id(H5Fcreate(w.temporary.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
+                        "cannot create cache file '" + w.temporary + "'"),
+               H5Fclose);
+  write_metadata(w.file.get(), w.metadata);
+  auto group = [&](const char* name) {
+    return Hid(check_id(H5Gcreate2(w.file.get(), name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), name), H5Gclose);
+  };
+  Hid documents = group("documents"), tokens = group("tokens"), windows = group("windows"), states = group("states");
+  const hsize_t table_chunk = 4096, byte_chunk = 1 << 16;
+  const hsize_t hidden = static_cast<hsize_t>(metadata.hidden_size);
+  const hsize_t state_chunk = options.chunk_rows ? options.chunk_rows : metadata.document_block;
+  auto i64 = [](hid_t g, const char* name, hsize_t cols, hsize_t chunk) {
+    return Appender(g, name, H5T_STD_I64LE, H5T_NATIVE_INT64, cols, chunk, 0, false);
+  };
+  auto bytes = [&](hid_t g, const char* name) {
+    return Appender(g, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, 0, byte_chunk, 0, false);
+  };
+  w.id_bytes = bytes(documents.get(), "id_bytes");
+  w.text_bytes = bytes(documents.get(), "text_bytes");
+  w.id_span = i64(documents.get(), "id_span", 2, table_chunk);
+  w.text_span = i64(documents.get(), "text_span", 2, table_chunk);
+  w.token_span = i64(documents.get(), "token_span", 2, table_chunk);
+  w.window_span = i64(documents.get(), "window_span", 2, table_chunk);
+  w.char_offsets = Appender(tokens.get(), "char_offsets", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, 1 << 14, 0, false);
+  w.window_tokens = i64(windows.get(), "token_span", 2, table_chunk);
+  w.window_rows = i64(windows.get(), "row_span", 2, table_chunk);
+  w.value_type = state_type(metadata.state_dtype);
+  // The file type is also the memory type: values are already encoded, so HDF5 converts nothing.
+  w.values = Appender(states.get(), "values", w.value_type.get(), w.value_type.get(), hidden, state_chunk,
+                      options.gzip_level, options.shuffle);
+  if (metadata.state_dtype == StateDType::kInt8)
+    w.scales = Appender(states.get(), "scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 0, state_chunk * 16,
+                        options.gzip_level, options.shuffle);
+  return writer;
+}
+
+void CacheWriter::add_document(const std::string& id, const std::string& text,
+                               const std::vector<CharSpan>& token_offsets, const std::vector<WindowStates>& windows) {
+  Impl& w = *impl_;
+  if (w.committed || !w.file.valid()) throw std::invalid_argument("add_document after commit()");
+  if (id.empty()) throw std::invalid_argument("empty document id");
+  auto bad = [&](const std::string& what) { throw std::invalid_argument("document '" + id + "': " + what); };
+  if (w.ids.count(id)) bad("duplicate document id");
+  if (text.empty()) bad("empty document text");
+  if (token_offsets.empty()) bad("no tokens");
+  if (windows.empty()) bad("no windows");
+  const int64_t code_points = count_code_points(text);
+  if (code_points > INT32_MAX) bad("text longer than 2^31 code points");
+  const int64_t num_tokens = static_cast<int64_t>(token_offsets.size());
+  std::vector<int32_t> offsets(2 * num_tokens);
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const CharSpan& s = token_offsets[t];
+    if (s.begin < 0 || s.begin > s.end || s.end > code_points)
+      bad("token " + std::to_string(t) + " offsets [" + std::to_string(s.begin) + ", " + std::to_string(s.end) +
+          ") are outside the text of " + std::to_string(code_points) + " code points");
+    offsets[2 * t] = static_cast<int32_t>(s.begin);
+    offsets[2 * t + 1] = static_cast<int32_t>(s.end);
+  }
+  const int64_t hidden = w.metadata.hidden_size, block = w.metadata.document_block;
+  std::vector<int64_t> spans, row_spans;
+  std::vector<uint8_t> encoded;
+  std::vector<float> scales;
+  int64_t rows = 0;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    const WindowStates& win = windows[i];
+    const std::string which = "window " + std::to_string(i) + ": ";
+    if (win.tokens.begin < 0 || win.tokens.begin >= win.tokens.end || win.tokens.end > num_tokens)
+      bad(which + "token span [" + std::to_string(win.tokens.begin) + ", " + std::to_string(win.tokens.end) +
+          ") is not a non-empty range of the " + std::to_string(num_tokens) + " tokens");
+    if (win.rows < win.tokens.end - win.tokens.begin || win.rows > block)
+      bad(which + std::to_string(win.rows) + " rows for " + std::to_string(win.tokens.end - win.tokens.begin) +
+          " tokens (rows must cover the tokens and fit the document block of " + std::to_string(block) + ")");
+    if (!win.states) bad(which + "states are null");
+    // fp16 would silently turn values past 65504 into infinities that poison the upper layers.
+    const float limit = w.metadata.state_dtype == StateDType::kFloat16 ? 65520.0f : INFINITY;
+    for (int64_t j = 0; j < win.rows * hidden; ++j) {
+      if (!std::isfinite(win.states[j])) bad(which + "non-finite state value at row " + std::to_string(j / hidden));
+      if (std::fabs(win.states[j]) >= limit)
+        bad(which + "state value " + std::to_string(win.states[j]) + " at row " + std::to_string(j / hidden) +
+            " exceeds the fp16 range (65504); store fp32 or bf16");
+    }
+    quantise(w.metadata.state_dtype, win.states, win.rows, hidden, encoded, scales);
+    spans.insert(spans.end(), {win.tokens.begin, win.tokens.end});
+    row_spans.insert(row_spans.end(), {w.rows + rows, win.rows});
+    rows += win.rows;
+  }
+
+  Lock lock(h5_mutex());
+  const int64_t id_span[2] = {w.id_size, w.id_size + static_cast<int64_t>(id.size())};
+  const int64_t text_span[2] = {w.text_size, w.text_size + static_cast<int64_t>(text.size())};
+  const int64_t token_span[2] = {w.tokens, w.tokens + num_tokens};
+  const int64_t window_span[2] = {w.windows, w.windows + static_cast<int64_t>(windows.size())};
+  w.id_bytes.append(id.data(), id.size());
+  w.text_bytes.append(text.data(), text.size());
+  w.id_span.append(id_span, 1);
+  w.text_span.append(text_span, 1);
+  w.token_span.append(token_span, 1);
+  w.window_span.append(window_span, 1);
+  w.char_offsets.append(offsets.data(), num_tokens);
+  w.window_tokens.append(spans.data(), windows.size());
+  w.window_rows.append(row_spans.data(), windows.size());
+  w.values.append(encoded.data(), rows);
+  if (w.metadata.state_dtype == StateDType::kInt8) w.scales.append(scales.data(), rows);
+  w.ids.insert(id);
+  w.id_size += id.size();
+  w.text_size += text.size();
+  w.tokens += num_tokens;
+  w.windows += windows.size();
+  w.rows += rows;
+  ++w.documents;
+}
+
+void CacheWriter::commit() {
+  Impl& w = *impl_;
+  if (w.committed || !w.file.valid()) throw std::invalid_argument("commit() called twice");
+  {
+    Lock lock(h5_mutex());
+    write_int_attribute(w.file.get(), "num_documents", w.documents);
+    write_int_attribute(w.file.get(), "num_windows", w.windows);
+    write_int_attribute(w.file.get(), "num_rows", w.rows);
+    write_int_attribute(w.file.get(), "complete", 1);
+    check(H5Fflush(w.file.get(), H5F_SCOPE_GLOBAL), "cannot flush '" + w.temporary + "'");
+    w.close_all();
+  }
+  // Data reaches the disk before the name does, so a crash never leaves a complete-looking partial file.
+  fsync_path(w.temporary);
+  std::error_code error;
+  fs::rename(w.temporary, w.path, error);
+  if (error) throw std::runtime_error("cannot rename '" + w.temporary + "' to '" + w.path + "': " + error.message());
+  w.committed = true;
+  fsync_path(fs::absolute(w.path).parent_path().string());
+}
+
+const CacheMetadata& CacheWriter::metadata() const { return impl_->metadata; }
+int64_t CacheWriter::num_documents() const { return impl_->documents; }
+int64_t CacheWriter::num_windows() const { return impl_->windows; }
+int64_t CacheWriter::num_rows() const { return impl_->rows; }
+const std::string& CacheWriter::temporary_path() const { return impl_->temporary; }
+
+// -----------------------------------------------------------------------------------------------------------
+// Reader
+
+namespace {
+
+struct Shard {
+  std::string path;
+  CacheMetadata metadata;
+  Hid file, values, scales, text_bytes, char_offsets, value_type;
+  int64_t num_rows = 0;
+};
+
+std::vector<int64_t> read_table(hid_t file, const char* name, hsize_t cols, const std::string& path) {
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
+    throw std::runtime_error("'" + path + "' lacks the dataset '" + std::string(name) + "'");
+  Hid dataset(check_id(H5Dopen2(file, name, H5P_DEFAULT), "'" + path + "': " + name), H5Dclose);
+  Hid space(H5Dget_space(dataset.get()), H5Sclose);
+  hsize_t dims[2] = {0, 0};
+  const int rank = H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  if (rank != (cols ? 2 : 1) || (cols && dims[1] != cols))
+    throw std::runtime_error("'" + path + "': dataset '" + name + "' has an unexpected shape");
+  std::vector<int64_t> values(dims[0] * (cols ? cols : 1));
+  if (!values.empty())
+    check(H5Dread(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
+          "'" + path + "': cannot read " + name);
+  return values;
+}
+
+hsize_t dataset_rows(hid_t dataset) {
+  Hid space(H5Dget_space(dataset), H5Sclose);
+  hsize_t dims[2] = {0, 0};
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  return dims[0];
+}
+
+Hid open_dataset(hid_t file, const char* name, const std::string& path, size_t cache_bytes = 0) {
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0 && std::strchr(name + 1, '/')) {
+    std::string group(name, std::strchr(name + 1, '/'));
+    if (H5Lexists(file, group.c_str(), H5P_DEFAULT) <= 0)
+      throw std::runtime_error("'" + path + "' lacks the group '" + group + "'");
+  }
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
+    throw std::runtime_error("'" + path + "' lacks the dataset '" + std::string(name) + "'");
+  Hid dataset(check_id(H5Dopen2(file, name, H5P_DEFAULT), "'" + path + "': cannot open " + name), H5Dclose);
+  if (!cache_bytes) return dataset;
+  Hid dcpl(H5Dget_create_plist(dataset.get()), H5Pclose);
+  const bool filtered = H5Pget_nfilters(dcpl.get()) > 0;
+  // Compressed chunks: a few chunks of cache, so that a chunk shared by consecutive windows is inflated
+  // once. Raw chunks: no cache, so that HDF5 reads only a window's rows from the file instead of both
+  // whole chunks the window straddles.
+  Hid dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+  H5Pset_chunk_cache(dapl.get(), filtered ? 521 : 0, filtered ? cache_bytes : 0, 1.0);
+  dataset.reset();
+  return Hid(check_id(H5Dopen2(file, name, dapl.get()), "'" + path + "': cannot open " + name), H5Dclose);
+}
+
+}  // namespace
+
+struct CacheReader::Impl {
+  CacheMetadata metadata;
+  std::vector<Shard> shards;
+  std::vector<DocumentInfo> documents;
+  std::vector<WindowInfo> windows;
+  // Per document: shard, [text byte begin, end), [token begin, end) within that shard.
+  std::vector<int> document_shard;
+  std::vector<std::array<int64_t, 4>> document_spans;
+  std::vector<int64_t> window_first_row;  // within the window's shard
+  std::unordered_map<std::string, int64_t> by_id;
+
+  // Opens one cache file and appends its tables to the global ones.
+  void add_shard(const std::string& path);
+};
+
+void CacheReader::Impl::add_shard(const std::string& path) {
+  Lock lock(h5_mutex());
+  silence_hdf5();
+  if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
+  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+  H5Eclear2(H5E_DEFAULT);
+  if (is_hdf5 <= 0) throw std::runtime_error("'" + path + "' is not an HDF5 file");
+  Shard shard;
+  shard.path = path;
+  Hid fapl = file_access();
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+  if (file < 0)
+    throw std::runtime_error("cannot open cache '" + path + "' (truncated or damaged HDF5 file?): " + h5_error_text());
+  shard.file = Hid(file, H5Fclose);
+  shard.metadata = read_metadata(file, path);
+  if (!has_attribute(file, "complete") || read_int_attribute(file, "complete", path) != 1)
+    throw std::runtime_error("cache '" + path + "' is incomplete: its build did not finish");
+  const CacheMetadata& m = shard.metadata;
+  if (m.hidden_size <= 0 || m.document_block <= 0)
+    throw std::runtime_error("'" + path + "' declares hidden size " + std::to_string(m.hidden_size) +
+                             " and document block " + std::to_string(m.document_block));
+
+  const size_t row_bytes = m.hidden_size * element_size(m.state_dtype);
+  shard.values = open_dataset(file, "/states/values", path, 4 * m.document_block * row_bytes);
+  shard.value_type = Hid(H5Dget_type(shard.values.get()), H5Tclose);
+  if (H5Tget_size(shard.value_type.get()) != element_size(m.state_dtype))
+    throw std::runtime_error("'" + path + "': states are not stored as " + to_string(m.state_dtype));
+  {
+    Hid space(H5Dget_space(shard.values.get()), H5Sclose);
+    hsize_t dims[2] = {0, 0};
+    if (H5Sget_simple_extent_ndims(space.get()) != 2) throw std::runtime_error("'" + path + "': states are not 2-d");
+    H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+    if (dims[1] != static_cast<hsize_t>(m.hidden_size))
+      throw std::runtime_error("'" + path + "': states have " + std::to_string(dims[1]) + " columns, hidden size is " +
+                               std::to_string(m.hidden_size));
+    shard.num_rows = static_cast<int64_t>(dims[0]);
+  }
+  if (m.state_dtype == StateDType::kInt8) {
+    shard.scales = open_dataset(file, "/states/scale", path, 4 * m.document_block * 4);
+    if (static_cast<int64_t>(dataset_rows(shard.scales.get())) != shard.num_rows)
+      throw std::runtime_error("'" + path + "': int8 scales do not match the state rows");
+  }
+  shard.text_bytes = open_dataset(file, "/documents/text_bytes", path);
+  shard.char_offsets = open_dataset(file, "/tokens/char_offsets", path);
+  const int64_t text_size = dataset_rows(shard.text_bytes.get());
+  const int64_t num_tokens = dataset_rows(shard.char_offsets.get());
+
+  auto id_bytes_set = open_dataset(file, "/documents/id_bytes", path);
+  std::string id_bytes(dataset_rows(id_bytes_set.get()), '\0');
+  if (!id_bytes.empty())
+    check(H5Dread(id_bytes_set.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, id_bytes.data()),
+          "'" + path + "': cannot read document ids");
+  const auto id_span = read_table(file, "/documents/id_span", 2, path);
+  const auto text_span = read_table(file, "/documents/text_span", 2, path);
+  const auto token_span = read_table(file, "/documents/token_span", 2, path);
+  const auto window_span = read_table(file, "/documents/window_span", 2, path);
+  const auto window_tokens = read_table(file, "/windows/token_span", 2, path);
+  const auto row_span = read_table(file, "/windows/row_span", 2, path);
+  const int64_t num_documents = id_span.size() / 2, num_windows = window_tokens.size() / 2;
+  auto corrupt = [&](const std::string& what) {
+    throw std::runtime_error("cache '" + path + "' is inconsistent: " + what);
+  };
+  if (text_span.size() / 2 != static_cast<size_t>(num_documents) ||
+      token_span.size() / 2 != static_cast<size_t>(num_documents) ||
+      window_span.size() / 2 != static_cast<size_t>(num_documents) || row_span.size() / 2 != static_cast<size_t>(num_windows))
+    corrupt("table lengths differ");
+  if (read_int_attribute(file, "num_documents", path) != num_documents ||
+      read_int_attribute(file, "num_windows", path) != num_windows ||
+      read_int_attribute(file, "num_rows", path) != shard.num_rows)
+    corrupt("counts differ from the tables");
+
+  const int shard_index = static_cast<int>(shards.size());
+  const int64_t window_base = static_cast<int64_t>(windows.size());
+  auto in_range = [](int64_t begin, int64_t end, int64_t size) { return 0 <= begin && begin <= end && end <= size; };
+  for (int64_t d = 0; d < num_documents; ++d) {
+    const int64_t* is = &id_span[2 * d];
+    const int64_t* ts = &text_span[2 * d];
+    const int64_t* ks = &token_span[2 * d];
+    const int64_t* ws = &window_span[2 * d];
+    if (!in_range(is[0], is[1], id_bytes.size()) || !in_range(ts[0], ts[1], text_size) ||
+        !in_range(ks[0], ks[1], num_tokens) || !in_range(ws[0], ws[1], num_windows))
+      corrupt("document " + std::to_string(d) + " points outside the tables");
+    DocumentInfo info;
+    info.id = id_bytes.substr(is[0], is[1] - is[0]);
+    info.first_window = window_base + ws[0];
+    info.num_windows = ws[1] - ws[0];
+    info.num_tokens = ks[1] - ks[0];
+    if (!by_id.emplace(info.id, static_cast<int64_t>(documents.size())).second)
+      throw std::runtime_error("document id '" + info.id + "' appears twice (again in '" + path + "')");
+    for (int64_t w = ws[0]; w < ws[1]; ++w) {
+      const int64_t* tok = &window_tokens[2 * w];
+      const int64_t* row = &row_span[2 * w];
+      if (!in_range(tok[0], tok[1], info.num_tokens) || row[1] < 1 || row[1] > m.document_block ||
+          !in_range(row[0], row[0] + row[1], shard.num_rows))
+        corrupt("window " + std::to_string(w) + " points outside the tables");
+    }
+    document_shard.push_back(shard_index);
+    document_spans.push_back({ts[0], ts[1], ks[0], ks[1]});
+    documents.push_back(std::move(info));
+  }
+  for (int64_t w = 0; w < num_windows; ++w) {
+    WindowInfo info;
+    info.document = -1;
+    info.tokens = {window_tokens[2 * w], window_tokens[2 * w + 1]};
+    info.rows = row_span[2 * w + 1];
+    windows.push_back(info);
+    window_first_row.push_back(row_span[2 * w]);
+  }
+  for (int64_t d = documents.size() - num_documents; d < static_cast<int64_t>(documents.size()); ++d)
+    for (int64_t w = 0; w < documents[d].num_windows; ++w) windows[documents[d].first_window + w].document = d;
+  for (int64_t w = window_base; w < static_cast<int64_t>(windows.size()); ++w)
+    if (windows[w].document < 0) corrupt("window " + std::to_string(w - window_base) + " belongs to no document");
+  shards.push_back(std::move(shard));
+}
+
+CacheReader::CacheReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CacheReader::~CacheReader() = default;
+
+namespace {
+bool looks_like_index(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char c = 0;
+  while (in.get(c))
+    if (!std::isspace(static_cast<unsigned char>(c))) return c == '{';
+  return false;
+}
+
+std::vector<std::string> read_index(const std::string& path) {
+  nlohmann::json index;
+  try {
+    std::ifstream in(path);
+    index = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("'" + path + "' is neither an HDF5 file nor a readable cache index: " + e.what());
+  }
+  if (!index.is_object() || index.value("format", "") != kIndexFormatName)
+    throw std::runtime_error("'" + path + "' is not an HDF5 file (nor a libdeformer cache index)");
+  if (index.value("version", 0) != 1)
+    throw std::runtime_error("'" + path + "' has cache index version " + index.value("version", nlohmann::json()).dump() +
+                             "; this libdeformer reads version 1");
+  std::vector<std::string> shards;
+  const fs::path directory = fs::path(path).parent_path();
+  for (const auto& entry : index.at("shards")) {
+    const fs::path shard(entry.get<std::string>());
+    shards.push_back((shard.is_absolute() ? shard : directory / shard).string());
+  }
+  if (shards.empty()) throw std::runtime_error("cache index '" + path + "' lists no shards");
+  return shards;
+}
+}  // namespace
+
+std::unique_ptr<CacheReader> CacheReader::open(const std::string& path) {
+  if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
+  auto impl = std::make_unique<Impl>();
+  if (looks_like_index(path)) {
+    for (const auto& shard : read_index(path)) {
+      impl->add_shard(shard);
+      const auto& first = impl->shards.front().metadata;
+      const auto& last = impl->shards.back().metadata;
+      const auto diff = differences(last, first, true);
+      if (!diff.empty())
+        throw std::runtime_error("shard '" + shard + "' of '" + path + "' disagrees with '" +
+                                 impl->shards.front().path + "': " + join(diff, "; "));
+    }
+  } else {
+    impl->add_shard(path);
+  }
+  impl->metadata = impl->shards.front().metadata;
+  return std::unique_ptr<CacheReader>(new CacheReader(std::move(impl)));
+}
+
+std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const CacheMetadata& expected) {
+  auto reader = open(path);
+  const auto diff = differences(reader->metadata(), expected, false);
+  if (!diff.empty())
+    throw std::runtime_error("cache '" + path + "' does not match the model: " + join(diff, "; "));
+  return reader;
+}
+
+const CacheMetadata& CacheReader::metadata() const { return impl_->metadata; }
+int64_t CacheReader::num_documents() const { return impl_->documents.size(); }
+int64_t CacheReader::num_windows() const { return impl_->windows.size(); }
+int64_t CacheReader::num_shards() const { return impl_->shards.size(); }
+int64_t CacheReader::window_floats() const {
+  return static_cast<int64_t>(impl_->metadata.document_block) * impl_->metadata.hidden_size;
+}
+
+std::vector<std::string> CacheReader::document_ids() const {
+  std::vector<std::string> ids;
+  ids.reserve(impl_->documents.size());
+  for (const auto& d : impl_->documents) ids.push_back(d.id);
+  return ids;
+}
+
+int64_t CacheReader::find(const std::string& id) const {
+  auto it = impl_->by_id.find(id);
+  if (it == impl_->by_id.end()) throw std::invalid_argument("document '" + id + "' is not in the cache");
+  return it->second;
+}
+
+const DocumentInfo& CacheReader::document(int64_t index) const {
+  if (index < 0 || index >= num_documents())
+    throw std::out_of_range("document index " + std::to_string(index) + " is outside 0.." +
+                            std::to_string(num_documents() - 1));
+  return impl_->documents[index];
+}
+
+const WindowInfo& CacheReader::window(int64_t index) const {
+  if (index < 0 || index >= num_windows())
+    throw std::out_of_range("window index " + std::to_string(index) + " is outside 0.." +
+                            std::to_string(num_windows() - 1));
+  return impl_->windows[index];
+}
+
+std::string CacheReader::document_text(int64_t index) const {
+  document(index);
+  const Shard& shard = impl_->shards[impl_->document_shard[index]];
+  const auto& span = impl_->document_spans[index];
+  std::string text(span[1] - span[0], '\0');
+  if (text.empty()) return text;
+  Lock lock(h5_mutex());
+  Hid space(H5Dget_space(shard.text_bytes.get()), H5Sclose);
+  hsize_t start = span[0], count = text.size();
+  check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr), "select");
+  Hid memory(H5Screate_simple(1, &count, nullptr), H5Sclose);
+  check(H5Dread(shard.text_bytes.get(), H5T_NATIVE_UINT8, memory.get(), space.get(), H5P_DEFAULT, text.data()),
+        "'" + shard.path + "': cannot read document text");
+  return text;
+}
+
+std::vector<CharSpan> CacheReader::token_offsets(int64_t index) const {
+  document(index);
+  const Shard& shard = impl_->shards[impl_->document_shard[index]];
+  const auto& span = impl_->document_spans[index];
+  std::vector<int32_t> raw(2 * (span[3] - span[2]));
+  if (!raw.empty()) {
+    Lock lock(h5_mutex());
+    Hid space(H5Dget_space(shard.char_offsets.get()), H5Sclose);
+    hsize_t start[2] = {static_cast<hsize_t>(span[2]), 0}, count[2] = {static_cast<hsize_t>(span[3] - span[2]), 2};
+    check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), "select");
+    Hid memory(H5Screate_simple(2, count, nullptr), H5Sclose);
+    check(H5Dread(shard.char_offsets.get(), H5T_NATIVE_INT32, memory.get(), space.get(), H5P_DEFAULT, raw.data()),
+          "'" + shard.path + "': cannot read token offsets");
+  }
+  std::vector<CharSpan> offsets(raw.size() / 2);
+  for (size_t t = 0; t < offsets.size(); ++t) offsets[t] = {raw[2 * t], raw[2 * t + 1]};
+  return offsets;
+}
+
+void CacheReader::read_windows(const std::vector<int64_t>& windows, float* out) const {
+  if (windows.empty()) return;
+  for (int64_t w : windows) window(w);
+  if (!out) throw std::invalid_argument("read_windows: output buffer is null");
+  const Impl& r = *impl_;
+  const int64_t hidden = r.metadata.hidden_size, block = r.metadata.document_block;
+  const StateDType dtype = r.metadata.state_dtype;
+  // File order (shard, first row) turns a random request into a forward sweep over the file.
+  std::vector<size_t> order(windows.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto shard_of_window = [&](int64_t w) { return r.document_shard[r.windows[w].document]; };
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const int64_t wa = windows[a], wb = windows[b];
+    return std::make_pair(shard_of_window(wa), r.window_first_row[wa]) <
+           std::make_pair(shard_of_window(wb), r.window_first_row[wb]);
+  });
+  std::vector<uint8_t> staging(dtype == StateDType::kFloat32 ? 0 : block * hidden * element_size(dtype));
+  std::vector<float> scales(dtype == StateDType::kInt8 ? block : 0);
+  for (size_t i : order) {
+    const int64_t w = windows[i];
+    const Shard& shard = r.shards[shard_of_window(w)];
+    const int64_t rows = r.windows[w].rows;
+    float* target = out + static_cast<int64_t>(i) * block * hidden;
+    void* raw = dtype == StateDType::kFloat32 ? static_cast<void*>(target) : staging.data();
+    {
+      Lock lock(h5_mutex());
+      Hid space(H5Dget_space(shard.values.get()), H5Sclose);
+      hsize_t start[2] = {static_cast<hsize_t>(r.window_first_row[w]), 0};
+      hsize_t count[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(hidden)};
+      check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), "select");
+      Hid memory(H5Screate_simple(2, count, nullptr), H5Sclose);
+      const hid_t memory_type = dtype == StateDType::kFloat32 ? H5T_NATIVE_FLOAT
+                                : dtype == StateDType::kInt8  ? H5T_NATIVE_INT8
+                                                              : shard.value_type.get();
+      check(H5Dread(shard.values.get(), memory_type, memory.get(), space.get(), H5P_DEFAULT, raw),
+            "'" + shard.path + "': cannot read the states of window " + std::to_string(w));
+      if (dtype == StateDType::kInt8) {
+        Hid scale_space(H5Dget_space(shard.scales.get()), H5Sclose);
+        hsize_t scale_count = rows;
+        check(H5Sselect_hyperslab(scale_space.get(), H5S_SELECT_SET, start, nullptr, &scale_count, nullptr),
+              "select");
+        Hid scale_memory(H5Screate_simple(1, &scale_count, nullptr), H5Sclose);
+        check(H5Dread(shard.scales.get(), H5T_NATIVE_FLOAT, scale_memory.get(), scale_space.get(), H5P_DEFAULT,
+                      scales.data()),
+              "'" + shard.path + "': cannot read the scales of window " + std::to_string(w));
+      }
+    }
+    if (dtype != StateDType::kFloat32) dequantise(dtype, staging.data(), scales.data(), rows, hidden, target);
+    std::fill(target + rows * hidden, target + block * hidden, 0.0f);
+  }
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Completion check and merge
+
+bool is_complete(const std::string& path) {
+  try {
+    if (!fs::exists(path)) return false;
+    if (looks_like_index(path)) {
+      CacheReader::open(path);
+      return true;
+    }
+    Lock lock(h5_mutex());
+    silence_hdf5();
+    const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+    H5Eclear2(H5E_DEFAULT);
+    if (is_hdf5 <= 0) return false;
+    Hid fapl = file_access();
+    const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+    if (id < 0) {
+      H5Eclear2(H5E_DEFAULT);
+      return false;
+    }
+    Hid file(id, H5Fclose);
+    read_metadata(file.get(), path);
+    return has_attribute(file.get(), "complete") && read_int_attribute(file.get(), "complete", path) == 1;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+void merge_shards(const std::string& index_path, const std::vector<std::string>& shard_paths) {
+  if (shard_paths.empty()) throw std::invalid_argument("merge_shards: no shard files");
+  const fs::path directory = fs::absolute(index_path).parent_path();
+  nlohmann::json index;
+  index["format"] = kIndexFormatName;
+  index["version"] = 1;
+  index["library_version"] = version();
+  index["shards"] = nlohmann::json::array();
+  for (const auto& shard : shard_paths) {
+    if (looks_like_index(shard)) throw std::invalid_argument("'" + shard + "' is an index, not a shard file");
+    index["shards"].push_back(fs::absolute(shard).lexically_relative(directory).string());
+  }
+  const std::string temporary = temporary_name(index_path);
+  {
+    std::ofstream out(temporary);
+    out << index.dump(2) << "\n";
+    if (!out) throw std::runtime_error("cannot write '" + temporary + "'");
+  }
+  try {
+    CacheReader::open(temporary);  // every shard complete, consistent, and no id twice
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(temporary, ignored);
+    throw;
+  }
+  std::error_code error;
+  fs::rename(temporary, index_path, error);
+  if (error) {
+    fs::remove(temporary, error);
+    throw std::runtime_error("cannot rename '" + temporary + "' to '" + index_path + "'");
+  }
+}
+
+// The codecs for tests (cache_codec.h). Thin wrappers: the exported names cannot be inlined into the hot
+// loops above under -fPIC (semantic interposition), which made bf16 reads 5x slower.
+namespace detail {
+uint16_t float_to_half(float value) { return cache::float_to_half(value); }
+float half_to_float(uint16_t half) { return cache::half_to_float(half); }
+uint16_t float_to_bfloat16(float value) { return cache::float_to_bfloat16(value); }
+float bfloat16_to_float(uint16_t bfloat) { return cache::bfloat16_to_float(bfloat); }
+void halves_to_floats(const uint8_t* in, int64_t n, float* out, bool allow_simd) {
+  cache::halves_to_floats(in, n, out, allow_simd);
+}
+void floats_to_halves(const float* in, int64_t n, uint8_t* out, bool allow_simd) {
+  cache::floats_to_halves(in, n, out, allow_simd);
+}
+bool have_f16c() { return cache::have_f16c(); }
+}  // namespace detail
+
+}  // namespace cache
+}  // namespace deformer

@@ -1,0 +1,769 @@
+// The HDF5 document cache: storage round trips, refusals, sharding, and DESIGN.md invariant 4 with the
+// engine (answers from cached states equal the in-memory deformer forward).
+#include "deformer/cache.h"
+
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <torch/script.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "deformer/engine.h"
+#include "deformer/layout.h"
+#include "deformer/model.h"
+#include "cache_codec.h"
+#include "test_data.h"
+
+namespace deformer {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace cache;
+
+// A synthetic document: text, offsets, windows and their states, as a tokenizer and the engine would give.
+struct Doc {
+  std::string id, text;
+  std::vector<CharSpan> offsets;
+  std::vector<TokenSpan> spans;
+  std::vector<std::vector<float>> states;  // per window, rows x hidden
+  std::vector<WindowStates> windows() const {
+    std::vector<WindowStates> out;
+    for (size_t i = 0; i < spans.size(); ++i)
+      out.push_back({spans[i], static_cast<int64_t>(states[i].size()) / hidden, states[i].data()});
+    return out;
+  }
+  int64_t hidden = 0;
+};
+
+CacheMetadata small_metadata(StateDType dtype = StateDType::kFloat32) {
+  CacheMetadata m;
+  m.model_hash = "sha256:0123abcd";
+  m.model_type = "bert";
+  m.k = 2;
+  m.hidden_size = 16;
+  m.question_block = 6;
+  m.document_block = 12;
+  m.window_stride = 5;
+  m.state_dtype = dtype;
+  m.tokenizer_hash = "sha256:tok";
+  return m;
+}
+
+// Token t is the word "wt" (plus a non-ASCII word now and then, so offsets count code points, not bytes).
+Doc make_doc(const std::string& id, int num_tokens, const CacheMetadata& m, uint32_t seed) {
+  Doc doc;
+  doc.id = id;
+  doc.hidden = m.hidden_size;
+  int64_t position = 0;
+  for (int t = 0; t < num_tokens; ++t) {
+    const std::string word = t % 7 == 3 ? "caf\xc3\xa9" : "w" + std::to_string(t);
+    const int64_t length = t % 7 == 3 ? 4 : static_cast<int64_t>(word.size());
+    if (t) {
+      doc.text += ' ';
+      ++position;
+    }
+    doc.text += word;
+    doc.offsets.push_back({position, position + length});
+    position += length;
+  }
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (const TokenSpan& span : document_windows(num_tokens, m.document_block - 1, m.window_stride)) {
+    doc.spans.push_back(span);
+    const int64_t rows = span.end - span.begin + 1;  // + [SEP]
+    std::vector<float> states(rows * m.hidden_size);
+    for (auto& v : states) v = normal(rng);
+    states[rng() % states.size()] *= 8;  // an outlier per window, the case per-row int8 scales must survive
+    doc.states.push_back(std::move(states));
+  }
+  return doc;
+}
+
+std::vector<Doc> make_docs(const CacheMetadata& m, int count, uint32_t seed = 1, const std::string& prefix = "doc-") {
+  std::vector<Doc> docs;
+  for (int i = 0; i < count; ++i) docs.push_back(make_doc(prefix + std::to_string(i), 3 + (i * 13) % 40, m, seed + i));
+  return docs;
+}
+
+void write_cache(const std::string& path, const CacheMetadata& m, const std::vector<Doc>& docs,
+                 const WriterOptions& options = {}) {
+  auto writer = CacheWriter::create(path, m, options);
+  for (const auto& d : docs) writer->add_document(d.id, d.text, d.offsets, d.windows());
+  writer->commit();
+}
+
+// All of a reader's content in one comparable form: id -> (text, offsets, windows, dequantised states).
+struct Snapshot {
+  std::map<std::string, std::tuple<std::string, std::vector<int64_t>, std::vector<int64_t>, std::vector<float>>> docs;
+  bool operator==(const Snapshot& o) const { return docs == o.docs; }
+};
+Snapshot snapshot(const CacheReader& reader) {
+  Snapshot s;
+  for (int64_t d = 0; d < reader.num_documents(); ++d) {
+    const auto& info = reader.document(d);
+    std::vector<int64_t> offsets, spans;
+    for (const auto& o : reader.token_offsets(d)) offsets.insert(offsets.end(), {o.begin, o.end});
+    std::vector<int64_t> windows;
+    for (int64_t w = 0; w < info.num_windows; ++w) {
+      const auto& wi = reader.window(info.first_window + w);
+      EXPECT_EQ(wi.document, d);
+      spans.insert(spans.end(), {wi.tokens.begin, wi.tokens.end, wi.rows});
+      windows.push_back(info.first_window + w);
+    }
+    std::vector<float> states(windows.size() * reader.window_floats());
+    reader.read_windows(windows, states.data());
+    s.docs[info.id] = {reader.document_text(d), offsets, spans, states};
+  }
+  return s;
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
+class CacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("deformer-cache-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::vector<std::string> files() const {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  fs::path dir_;
+};
+
+TEST_F(CacheTest, Fp32RoundTripIsExact) {
+  const auto m = small_metadata();
+  const auto docs = make_docs(m, 20);
+  write_cache(path("c.h5"), m, docs);
+  auto reader = CacheReader::open(path("c.h5"), m);
+  EXPECT_EQ(files(), std::vector<std::string>{"c.h5"}) << "no temporary left behind";
+  EXPECT_EQ(reader->metadata().model_hash, m.model_hash);
+  EXPECT_EQ(reader->metadata().library_version, std::string(version()));
+  EXPECT_EQ(reader->metadata().window_stride, m.window_stride);
+  ASSERT_EQ(reader->num_documents(), 20);
+  std::vector<std::string> ids;
+  for (const auto& d : docs) ids.push_back(d.id);
+  EXPECT_EQ(reader->document_ids(), ids);
+  int64_t windows = 0;
+  for (const auto& doc : docs) {
+    const int64_t d = reader->find(doc.id);
+    EXPECT_EQ(reader->document_text(d), doc.text);
+    const auto offsets = reader->token_offsets(d);
+    ASSERT_EQ(offsets.size(), doc.offsets.size());
+    for (size_t t = 0; t < offsets.size(); ++t) {
+      EXPECT_EQ(offsets[t].begin, doc.offsets[t].begin);
+      EXPECT_EQ(offsets[t].end, doc.offsets[t].end);
+    }
+    const auto& info = reader->document(d);
+    ASSERT_EQ(info.num_windows, static_cast<int64_t>(doc.spans.size()));
+    EXPECT_EQ(info.num_tokens, static_cast<int64_t>(doc.offsets.size()));
+    for (int64_t w = 0; w < info.num_windows; ++w) {
+      const auto& wi = reader->window(info.first_window + w);
+      EXPECT_EQ(wi.tokens.begin, doc.spans[w].begin);
+      EXPECT_EQ(wi.tokens.end, doc.spans[w].end);
+      const int64_t rows = static_cast<int64_t>(doc.states[w].size()) / m.hidden_size;
+      EXPECT_EQ(wi.rows, rows);
+      std::vector<float> out(reader->window_floats(), -1.0f);
+      reader->read_windows({info.first_window + w}, out.data());
+      EXPECT_EQ(std::memcmp(out.data(), doc.states[w].data(), doc.states[w].size() * 4), 0) << doc.id << " w" << w;
+      for (size_t i = doc.states[w].size(); i < out.size(); ++i) ASSERT_EQ(out[i], 0.0f) << "padding must be zeros";
+      ++windows;
+    }
+  }
+  EXPECT_EQ(reader->num_windows(), windows);
+  EXPECT_TRUE(is_complete(path("c.h5")));
+}
+
+// Analytic bounds: fp16 keeps 11 significant bits (|e| <= 2^-11 |x| in the normal range, 2^-25 below it),
+// bf16 keeps 8 (|e| <= 2^-8 |x|), int8 with a per-row absmax scale s = absmax/127 rounds to
+// the nearest multiple of s (|e| <= s / 2).
+TEST_F(CacheTest, LossyDtypesStayWithinTheirAnalyticBounds) {
+  for (StateDType dtype : {StateDType::kFloat16, StateDType::kBFloat16, StateDType::kInt8}) {
+    const auto m = small_metadata(dtype);
+    auto docs = make_docs(m, 12);
+    // Extremes: the largest half, half subnormals, exact zeros and ties.
+    docs[0].states[0][0] = dtype == StateDType::kFloat16 ? 65504.0f : 1e30f;
+    docs[0].states[0][1] = 3e-6f;
+    docs[0].states[0][2] = 0.0f;
+    docs[0].states[0][3] = -1.0f - 1.0f / 2048;  // a tie for fp16
+    write_cache(path("c.h5"), m, docs);
+    auto reader = CacheReader::open(path("c.h5"), m);
+    EXPECT_EQ(reader->metadata().state_dtype, dtype);
+    double max_abs = 0, max_rel = 0, max_ratio = 0;  // ratio = error / bound
+    for (const auto& doc : docs) {
+      const auto& info = reader->document(reader->find(doc.id));
+      std::vector<int64_t> windows;
+      for (int64_t w = 0; w < info.num_windows; ++w) windows.push_back(info.first_window + w);
+      std::vector<float> out(windows.size() * reader->window_floats());
+      reader->read_windows(windows, out.data());
+      for (size_t w = 0; w < windows.size(); ++w) {
+        const auto& x = doc.states[w];
+        const float* y = out.data() + w * reader->window_floats();
+        for (size_t r = 0; r < x.size() / m.hidden_size; ++r) {
+          float absmax = 0;
+          for (int c = 0; c < m.hidden_size; ++c) absmax = std::max(absmax, std::fabs(x[r * m.hidden_size + c]));
+          for (int c = 0; c < m.hidden_size; ++c) {
+            const size_t i = r * m.hidden_size + c;
+            const double e = std::fabs(double(x[i]) - double(y[i])), a = std::fabs(double(x[i]));
+            double bound = 0;
+            if (dtype == StateDType::kFloat16) bound = std::max(a * std::ldexp(1.0, -11), std::ldexp(1.0, -25));
+            if (dtype == StateDType::kBFloat16) bound = a * std::ldexp(1.0, -8);
+            if (dtype == StateDType::kInt8) bound = absmax / 127.0 / 2 * (1 + 1e-6) + 1e-30;
+            ASSERT_LE(e, bound) << to_string(dtype) << " x=" << x[i] << " y=" << y[i];
+            max_ratio = std::max(max_ratio, e / bound);
+            if (&doc == &docs[0] && w == 0 && r == 0) continue;  // the extremes row stays out of the statistics
+            max_abs = std::max(max_abs, e);
+            // Relative to the value for the floats, to the row's absmax for int8 (what its scale tracks).
+            const double reference = dtype == StateDType::kInt8 ? absmax : a;
+            if (reference > 1e-3) max_rel = std::max(max_rel, e / reference);
+          }
+        }
+      }
+    }
+    std::cout << "[ measured ] " << to_string(dtype) << " on N(0, 2) states: max |error| " << max_abs << ", max relative error "
+              << max_rel << ", max error/bound " << max_ratio << "\n";
+    // The bound is tight: a codec that rounded badly or stored too much precision would show here.
+    EXPECT_GT(max_ratio, 0.9) << to_string(dtype);
+    EXPECT_GT(max_abs, 0) << to_string(dtype) << " must actually be lossy";
+  }
+}
+
+TEST_F(CacheTest, Fp16RefusesValuesPastItsRange) {
+  const auto m = small_metadata(StateDType::kFloat16);
+  auto docs = make_docs(m, 1);
+  docs[0].states[0][5] = 70000.0f;
+  auto writer = CacheWriter::create(path("c.h5"), m);
+  EXPECT_THROW(writer->add_document(docs[0].id, docs[0].text, docs[0].offsets, docs[0].windows()),
+               std::invalid_argument);
+  docs[0].states[0][5] = NAN;
+  const auto metadata32 = small_metadata();
+  auto writer32 = CacheWriter::create(path("d.h5"), metadata32);
+  EXPECT_THROW(writer32->add_document(docs[0].id, docs[0].text, docs[0].offsets, docs[0].windows()),
+               std::invalid_argument);
+}
+
+// fp16 and bf16 are declared as HDF5 float types, so HDF5's own conversion (what h5py and h5dump use)
+// decodes them to the same floats as the reader.
+TEST_F(CacheTest, TwoByteFloatsDecodeWithHdf5sOwnConversion) {
+  for (StateDType dtype : {StateDType::kFloat16, StateDType::kBFloat16}) {
+    const auto m = small_metadata(dtype);
+    write_cache(path("c.h5"), m, make_docs(m, 3));
+    auto reader = CacheReader::open(path("c.h5"), m);
+    const auto& w = reader->window(0);
+    std::vector<float> ours(reader->window_floats());
+    reader->read_windows({0}, ours.data());
+    hid_t file = H5Fopen(path("c.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t set = H5Dopen2(file, "/states/values", H5P_DEFAULT);
+    hid_t type = H5Dget_type(set);
+    EXPECT_EQ(H5Tget_class(type), H5T_FLOAT);
+    EXPECT_EQ(H5Tget_size(type), 2u);
+    hid_t space = H5Dget_space(set);
+    hsize_t start[2] = {0, 0}, count[2] = {static_cast<hsize_t>(w.rows), static_cast<hsize_t>(m.hidden_size)};
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+    hid_t memory = H5Screate_simple(2, count, nullptr);
+    std::vector<float> theirs(w.rows * m.hidden_size);
+    EXPECT_GE(H5Dread(set, H5T_NATIVE_FLOAT, memory, space, H5P_DEFAULT, theirs.data()), 0);
+    for (hid_t id : {memory, space}) H5Sclose(id);
+    H5Tclose(type);
+    H5Dclose(set);
+    H5Fclose(file);
+    EXPECT_EQ(std::memcmp(theirs.data(), ours.data(), theirs.size() * 4), 0) << to_string(dtype);
+  }
+}
+
+TEST_F(CacheTest, MismatchNamesTheFieldAndBothValues) {
+  const auto m = small_metadata();
+  write_cache(path("c.h5"), m, make_docs(m, 2));
+  auto wrong_hash = m;
+  wrong_hash.model_hash = "sha256:ffff";
+  auto text = message_of([&] { CacheReader::open(path("c.h5"), wrong_hash); });
+  EXPECT_NE(text.find("model hash is 'sha256:0123abcd' in the cache, expected 'sha256:ffff'"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find(" k "), std::string::npos) << "only differing fields are named: " << text;
+  auto wrong_k = m;
+  wrong_k.k = 3;
+  text = message_of([&] { CacheReader::open(path("c.h5"), wrong_k); });
+  EXPECT_NE(text.find("k is '2' in the cache, expected '3'"), std::string::npos) << text;
+  auto wrong_tokenizer = m;
+  wrong_tokenizer.tokenizer_hash = "other";
+  text = message_of([&] { CacheReader::open(path("c.h5"), wrong_tokenizer); });
+  EXPECT_NE(text.find("tokenizer hash"), std::string::npos) << text;
+  auto wrong_block = m;
+  wrong_block.document_block = 13;
+  text = message_of([&] { CacheReader::open(path("c.h5"), wrong_block); });
+  EXPECT_NE(text.find("document block is '12' in the cache, expected '13'"), std::string::npos) << text;
+  EXPECT_THROW(CacheReader::open(path("c.h5"), wrong_k), std::runtime_error);
+  // Stride and dtype are the cache's own business: a reader for the same model accepts them.
+  auto other_stride = m;
+  other_stride.window_stride = 3;
+  other_stride.state_dtype = StateDType::kInt8;
+  EXPECT_NO_THROW(CacheReader::open(path("c.h5"), other_stride));
+}
+
+TEST_F(CacheTest, RefusesFilesThatAreNotCaches) {
+  EXPECT_NE(message_of([&] { CacheReader::open(path("missing.h5")); }).find("does not exist"), std::string::npos);
+  std::ofstream(path("text.h5")) << "just some text, not HDF5\n";
+  auto text = message_of([&] { CacheReader::open(path("text.h5")); });
+  EXPECT_NE(text.find("is not an HDF5 file"), std::string::npos) << text;
+  std::ofstream(path("brace.h5")) << "{\"not\": \"an index\"}";
+  text = message_of([&] { CacheReader::open(path("brace.h5")); });
+  EXPECT_NE(text.find("is not an HDF5 file"), std::string::npos) << text;
+  EXPECT_FALSE(is_complete(path("text.h5")));
+  EXPECT_FALSE(is_complete(path("missing.h5")));
+  // An HDF5 file from someone else.
+  hid_t other = H5Fcreate(path("other.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(other, 0);
+  H5Fclose(other);
+  text = message_of([&] { CacheReader::open(path("other.h5")); });
+  EXPECT_NE(text.find("format_name"), std::string::npos) << text;
+}
+
+TEST_F(CacheTest, RefusesATruncatedFile) {
+  const auto m = small_metadata();
+  write_cache(path("c.h5"), m, make_docs(m, 30));
+  fs::copy_file(path("c.h5"), path("half.h5"));
+  fs::resize_file(path("half.h5"), fs::file_size(path("c.h5")) / 2);
+  auto text = message_of([&] { CacheReader::open(path("half.h5"), m); });
+  EXPECT_NE(text.find("truncated"), std::string::npos) << text;
+  EXPECT_THROW(CacheReader::open(path("half.h5")), std::runtime_error);
+  EXPECT_FALSE(is_complete(path("half.h5")));
+}
+
+// Edits a copy of a good cache through the HDF5 API, to make the files a crash or a future version leaves.
+void edit_root(const std::string& file, const std::function<void(hid_t)>& edit) {
+  hid_t id = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(id, 0);
+  edit(id);
+  H5Fclose(id);
+}
+
+TEST_F(CacheTest, RefusesIncompleteAndFutureFiles) {
+  const auto m = small_metadata();
+  write_cache(path("c.h5"), m, make_docs(m, 3));
+  fs::copy_file(path("c.h5"), path("incomplete.h5"));
+  edit_root(path("incomplete.h5"), [](hid_t f) { H5Adelete(f, "complete"); });
+  auto text = message_of([&] { CacheReader::open(path("incomplete.h5")); });
+  EXPECT_NE(text.find("incomplete"), std::string::npos) << text;
+  EXPECT_FALSE(is_complete(path("incomplete.h5")));
+
+  fs::copy_file(path("c.h5"), path("future.h5"));
+  edit_root(path("future.h5"), [](hid_t f) {
+    hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+    const int64_t v = 99;
+    H5Awrite(a, H5T_NATIVE_INT64, &v);
+    H5Aclose(a);
+  });
+  text = message_of([&] { CacheReader::open(path("future.h5")); });
+  EXPECT_NE(text.find("format version 99"), std::string::npos) << text;
+}
+
+TEST_F(CacheTest, InterruptedBuildLeavesNoFileAndKeepsThePreviousOne) {
+  const auto m = small_metadata();
+  const auto old_docs = make_docs(m, 2, 1, "old-");
+  {
+    auto writer = CacheWriter::create(path("c.h5"), m);
+    writer->add_document(old_docs[0].id, old_docs[0].text, old_docs[0].offsets, old_docs[0].windows());
+    EXPECT_TRUE(fs::exists(writer->temporary_path()));
+    EXPECT_FALSE(fs::exists(path("c.h5")));
+  }  // destroyed without commit
+  EXPECT_TRUE(files().empty()) << "an interrupted build leaves nothing";
+
+  write_cache(path("c.h5"), m, old_docs);
+  const auto before = snapshot(*CacheReader::open(path("c.h5"), m));
+  {
+    auto writer = CacheWriter::create(path("c.h5"), m);
+    for (const auto& d : make_docs(m, 5, 9, "new-")) writer->add_document(d.id, d.text, d.offsets, d.windows());
+  }
+  EXPECT_EQ(files(), std::vector<std::string>{"c.h5"});
+  auto reader = CacheReader::open(path("c.h5"), m);
+  EXPECT_EQ(reader->document_ids(), (std::vector<std::string>{"old-0", "old-1"}));
+  EXPECT_TRUE(snapshot(*reader) == before);
+
+  // A committed rebuild replaces it.
+  write_cache(path("c.h5"), m, make_docs(m, 5, 9, "new-"));
+  EXPECT_EQ(CacheReader::open(path("c.h5"), m)->num_documents(), 5);
+}
+
+TEST_F(CacheTest, CallerErrorsAreInvalidArguments) {
+  const auto m = small_metadata();
+  auto docs = make_docs(m, 2);
+  auto writer = CacheWriter::create(path("c.h5"), m);
+  writer->add_document(docs[0].id, docs[0].text, docs[0].offsets, docs[0].windows());
+  auto text = message_of([&] { writer->add_document(docs[0].id, docs[1].text, docs[1].offsets, docs[1].windows()); });
+  EXPECT_NE(text.find("'doc-0': duplicate document id"), std::string::npos) << text;
+  EXPECT_THROW(writer->add_document(docs[0].id, docs[1].text, docs[1].offsets, docs[1].windows()),
+               std::invalid_argument);
+  EXPECT_THROW(writer->add_document("empty", "", {}, {}), std::invalid_argument);
+  EXPECT_THROW(writer->add_document("", docs[1].text, docs[1].offsets, docs[1].windows()), std::invalid_argument);
+  auto bad_rows = docs[1].windows();
+  bad_rows[0].rows = m.document_block + 1;
+  EXPECT_THROW(writer->add_document("rows", docs[1].text, docs[1].offsets, bad_rows), std::invalid_argument);
+  auto bad_offsets = docs[1].offsets;
+  bad_offsets.back().end = 100000;
+  EXPECT_THROW(writer->add_document("offsets", docs[1].text, bad_offsets, docs[1].windows()), std::invalid_argument);
+  auto bad_span = docs[1].windows();
+  bad_span[0].tokens.end = static_cast<int64_t>(docs[1].offsets.size()) + 1;
+  EXPECT_THROW(writer->add_document("span", docs[1].text, docs[1].offsets, bad_span), std::invalid_argument);
+  writer->commit();
+  EXPECT_THROW(writer->commit(), std::invalid_argument);
+  EXPECT_THROW(writer->add_document("late", docs[1].text, docs[1].offsets, docs[1].windows()), std::invalid_argument);
+  auto reader = CacheReader::open(path("c.h5"), m);
+  EXPECT_EQ(reader->num_documents(), 1) << "rejected documents leave no trace";
+  text = message_of([&] { reader->find("nope"); });
+  EXPECT_NE(text.find("'nope'"), std::string::npos) << text;
+  EXPECT_THROW(reader->find("nope"), std::invalid_argument);
+  EXPECT_THROW(reader->window(reader->num_windows()), std::out_of_range);
+  EXPECT_THROW(reader->read_windows({-1}, nullptr), std::out_of_range);
+
+  auto bad_stride = m;
+  bad_stride.window_stride = m.document_block - 1;
+  EXPECT_THROW(CacheWriter::create(path("s.h5"), bad_stride), std::invalid_argument);
+  EXPECT_THROW(parse_state_dtype("fp8"), std::invalid_argument);
+  EXPECT_EQ(parse_state_dtype("bf16"), StateDType::kBFloat16);
+}
+
+TEST_F(CacheTest, BatchedReadEqualsIndividualReads) {
+  for (StateDType dtype : {StateDType::kFloat32, StateDType::kFloat16, StateDType::kInt8}) {
+    const auto m = small_metadata(dtype);
+    write_cache(path("c.h5"), m, make_docs(m, 25), {4, 0, true});  // tiny chunks: windows straddle them
+    auto reader = CacheReader::open(path("c.h5"), m);
+    std::mt19937 rng(5);
+    std::vector<int64_t> request;
+    for (int i = 0; i < 40; ++i) request.push_back(rng() % reader->num_windows());
+    request.push_back(request.front());  // a repeat
+    const int64_t floats = reader->window_floats();
+    std::vector<float> batch(request.size() * floats, -7.0f);
+    reader->read_windows(request, batch.data());
+    for (size_t i = 0; i < request.size(); ++i) {
+      std::vector<float> one(floats, -7.0f);
+      reader->read_windows({request[i]}, one.data());
+      ASSERT_EQ(std::memcmp(one.data(), batch.data() + i * floats, floats * 4), 0) << to_string(dtype) << " " << i;
+    }
+  }
+}
+
+TEST_F(CacheTest, CompressedCachesReadTheSame) {
+  const auto m = small_metadata(StateDType::kFloat16);
+  const auto docs = make_docs(m, 10);
+  write_cache(path("raw.h5"), m, docs);
+  write_cache(path("gz.h5"), m, docs, {0, 4, true});
+  EXPECT_TRUE(snapshot(*CacheReader::open(path("raw.h5"))) == snapshot(*CacheReader::open(path("gz.h5"))));
+}
+
+// The header's contract: const reader members from several threads at once, two readers at once, and a
+// writer in a third thread (every HDF5 call serialised inside the library).
+TEST_F(CacheTest, ConcurrentReadersAndAWriter) {
+  const auto m = small_metadata(StateDType::kFloat16);
+  write_cache(path("c.h5"), m, make_docs(m, 20));
+  auto shared = CacheReader::open(path("c.h5"), m);
+  auto second = CacheReader::open(path("c.h5"), m);
+  std::vector<int64_t> all(shared->num_windows());
+  std::iota(all.begin(), all.end(), 0);
+  std::vector<float> expected(all.size() * shared->window_floats());
+  shared->read_windows(all, expected.data());
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      const CacheReader& reader = t % 2 ? *second : *shared;
+      std::vector<float> out(expected.size());
+      for (int i = 0; i < 20; ++i) {
+        reader.read_windows(all, out.data());
+        if (out != expected) ++mismatches;
+        if (reader.document_text(reader.find("doc-3")).empty()) ++mismatches;
+      }
+    });
+  threads.emplace_back([&] { write_cache(path("w.h5"), m, make_docs(m, 20, 4)); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(CacheReader::open(path("w.h5"), m)->num_documents(), 20);
+}
+
+TEST(CacheSharding, AssignmentIsStableAndBalanced) {
+  EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ull);  // FNV-1a 64 test vectors
+  EXPECT_EQ(fnv1a64("a"), 0xaf63dc4c8601ec8cull);
+  EXPECT_EQ(fnv1a64("foobar"), 0x85944171f73967e8ull);
+  const int shards = 8, n = 20000;
+  std::vector<int> counts(shards);
+  for (int i = 0; i < n; ++i) {
+    const std::string id = "56be4db0acb8001400a502e" + std::to_string(i);
+    const int s = shard_of(id, shards);
+    ASSERT_EQ(s, shard_of(id, shards));
+    ++counts[s];
+  }
+  // Binomial sd for 2,500 expected is ~47; 5 sd either way.
+  for (int c : counts) EXPECT_NEAR(c, n / shards, 240) << "unbalanced";
+  EXPECT_EQ(shard_of("anything", 1), 0);
+  EXPECT_THROW(shard_of("x", 0), std::invalid_argument);
+  EXPECT_EQ(shard_path("/data/squad.h5", {3, 16}), "/data/squad-00003-of-00016.h5");
+  EXPECT_THROW(shard_path("a.h5", {2, 2}), std::invalid_argument);
+}
+
+TEST(CacheSharding, DefaultsFromSlurm) {
+  for (const char* v : {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"})
+    unsetenv(v);
+  EXPECT_EQ(shard_from_environment().index, 0);
+  EXPECT_EQ(shard_from_environment().count, 1);
+  setenv("SLURM_ARRAY_TASK_ID", "5", 1);
+  setenv("SLURM_ARRAY_TASK_COUNT", "8", 1);
+  EXPECT_EQ(shard_from_environment().index, 5);
+  EXPECT_EQ(shard_from_environment().count, 8);
+  setenv("SLURM_ARRAY_TASK_MIN", "1", 1);  // --array=1-8
+  EXPECT_EQ(shard_from_environment().index, 4);
+  setenv("SLURM_ARRAY_TASK_ID", "9", 1);
+  EXPECT_THROW(shard_from_environment(), std::runtime_error);
+  setenv("SLURM_ARRAY_TASK_ID", "x", 1);
+  EXPECT_THROW(shard_from_environment(), std::runtime_error);
+  for (const char* v : {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"}) unsetenv(v);
+}
+
+TEST_F(CacheTest, MergedShardsReadLikeOneFile) {
+  const auto m = small_metadata(StateDType::kInt8);
+  const auto docs = make_docs(m, 30);
+  write_cache(path("all.h5"), m, docs);
+  std::vector<std::string> shard_files;
+  for (int s = 0; s < 2; ++s) {
+    std::vector<Doc> mine;
+    for (const auto& d : docs)
+      if (shard_of(d.id, 2) == s) mine.push_back(d);
+    ASSERT_FALSE(mine.empty());
+    shard_files.push_back(shard_path(path("corpus.h5"), {s, 2}));
+    write_cache(shard_files.back(), m, mine);
+    EXPECT_TRUE(is_complete(shard_files.back()));
+  }
+  merge_shards(path("corpus.json"), shard_files);
+  EXPECT_TRUE(is_complete(path("corpus.json")));
+  auto merged = CacheReader::open(path("corpus.json"), m);
+  auto single = CacheReader::open(path("all.h5"), m);
+  EXPECT_EQ(merged->num_shards(), 2);
+  EXPECT_EQ(merged->num_documents(), single->num_documents());
+  EXPECT_EQ(merged->num_windows(), single->num_windows());
+  EXPECT_TRUE(snapshot(*merged) == snapshot(*single));
+  // A batch spanning both shards, in request order.
+  std::vector<int64_t> request{merged->num_windows() - 1, 0, merged->num_windows() / 2};
+  std::vector<float> a(request.size() * merged->window_floats()), b(a.size());
+  merged->read_windows(request, a.data());
+  std::vector<int64_t> same;
+  for (int64_t w : request) {
+    const auto& info = merged->document(merged->window(w).document);
+    const auto& other = single->document(single->find(info.id));
+    same.push_back(other.first_window + (w - info.first_window));
+  }
+  single->read_windows(same, b.data());
+  EXPECT_EQ(a, b);
+  // The index moves with its shards (relative paths).
+  fs::create_directories(dir_ / "moved");
+  for (const auto& f : {std::string("corpus.json"), fs::path(shard_files[0]).filename().string(),
+                        fs::path(shard_files[1]).filename().string()})
+    fs::copy_file(dir_ / f, dir_ / "moved" / f);
+  EXPECT_EQ(CacheReader::open((dir_ / "moved" / "corpus.json").string())->num_documents(), 30);
+
+  // Shards that do not belong together are refused.
+  auto other = m;
+  other.k = 3;
+  write_cache(path("other.h5"), other, make_docs(other, 2, 3, "other-"));
+  auto text = message_of([&] { merge_shards(path("bad.json"), {shard_files[0], path("other.h5")}); });
+  EXPECT_NE(text.find("k is '3' in the cache, expected '2'"), std::string::npos) << text;
+  text = message_of([&] { merge_shards(path("dup.json"), {shard_files[0], path("all.h5")}); });
+  EXPECT_NE(text.find("appears twice"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(path("bad.json")));
+  EXPECT_FALSE(fs::exists(path("dup.json")));
+}
+
+// Invariant 4 with the real engine: upper(lower(q), load(store(lower(d)))) == in-memory forward.
+TEST_F(CacheTest, EngineRoundTripMatchesInMemoryForward) {
+  const std::string model_path = testing::fixture("tiny-own-vocab.pt");
+  DEFORMER_REQUIRE_FILE(model_path);
+  auto model = Model::load(model_path);
+  const auto& c = model->config();
+  const int k = 2;
+  const SpecialTokens special{0, 2, 3};
+  CacheMetadata m;
+  m.model_hash = model->content_hash();
+  m.model_type = c.model_type;
+  m.k = k;
+  m.hidden_size = c.hidden_size;
+  m.question_block = c.question_block;
+  m.document_block = c.document_block;
+  m.window_stride = c.window_stride;
+  m.tokenizer_hash = "fixture-vocab";
+
+  // Two documents of 500 and 120 tokens: several overlapping windows, one short last window.
+  std::vector<std::vector<int64_t>> doc_tokens;
+  for (int length : {500, 120}) {
+    std::vector<int64_t> ids;
+    for (int i = 0; i < length; ++i) ids.push_back(5 + (length * 7 + i * 37) % (c.vocab_size - 5));
+    doc_tokens.push_back(ids);
+  }
+  std::vector<at::Tensor> ids_rows, states_rows;
+  std::vector<std::vector<TokenSpan>> spans;
+  for (const auto& tokens : doc_tokens) {
+    spans.push_back(document_windows(tokens.size(), c.document_block - 1, c.window_stride));
+    for (const auto& s : spans.back()) {
+      std::vector<int64_t> window(tokens.begin() + s.begin, tokens.begin() + s.end);
+      ids_rows.push_back(torch::tensor(document_block(window, c.document_block, special).input_ids, torch::kLong));
+    }
+  }
+  const auto doc_ids = torch::stack(ids_rows);
+  const auto states = engine::encode_documents(*model, doc_ids, k).to(at::kFloat).contiguous();
+  const int64_t num_windows = doc_ids.size(0), block = c.document_block, hidden = c.hidden_size;
+
+  std::vector<int64_t> question(9);
+  for (int i = 0; i < 9; ++i) question[i] = 5 + i * 11;
+  const auto q = torch::tensor(question_block(question, c.question_block, special).input_ids, torch::kLong).unsqueeze(0);
+  const auto q_states = engine::encode_questions(*model, q, k).expand({num_windows, -1, -1});
+  const auto q_ids = q.expand({num_windows, -1});
+  const auto expected = engine::answer_logits(*model, q_states, q_ids, states, doc_ids, k);
+  const auto real = doc_ids.ne(0);  // real document positions; padding logits are never read
+
+  std::map<StateDType, double> tolerance{{StateDType::kFloat32, 0.0},
+                                         {StateDType::kFloat16, 1e-3},
+                                         {StateDType::kBFloat16, 1e-2},
+                                         {StateDType::kInt8, 3e-2}};
+  for (const auto& [dtype, tol] : tolerance) {
+    m.state_dtype = dtype;
+    const std::string file = path(std::string("engine-") + to_string(dtype) + ".h5");
+    {
+      auto writer = CacheWriter::create(file, m);
+      int64_t row = 0;
+      for (size_t d = 0; d < doc_tokens.size(); ++d) {
+        std::vector<CharSpan> offsets;
+        std::string text;
+        for (size_t t = 0; t < doc_tokens[d].size(); ++t) {
+          offsets.push_back({static_cast<int64_t>(2 * t), static_cast<int64_t>(2 * t + 1)});
+          text += "x ";
+        }
+        std::vector<WindowStates> windows;
+        for (const auto& s : spans[d]) {
+          windows.push_back({s, s.end - s.begin + 1, states[row].data_ptr<float>()});
+          ++row;
+        }
+        writer->add_document("d" + std::to_string(d), text, offsets, windows);
+      }
+      writer->commit();
+    }
+    if (dtype != StateDType::kFloat32) {
+      // Does gzip pay on real layer-k states? Compare the states' stored bytes with a gzip 4 + shuffle copy.
+      const std::string packed = file + ".gz.h5";
+      {
+        auto writer = CacheWriter::create(packed, m, {0, 4, true});
+        int64_t row = 0;
+        for (size_t d = 0; d < doc_tokens.size(); ++d) {
+          std::vector<CharSpan> offsets(doc_tokens[d].size(), CharSpan{0, 1});
+          std::vector<WindowStates> windows;
+          for (const auto& s : spans[d]) windows.push_back({s, s.end - s.begin + 1, states[row++].data_ptr<float>()});
+          writer->add_document("d" + std::to_string(d), "x", offsets, windows);
+        }
+        writer->commit();
+      }
+      auto stored = [](const std::string& f) {
+        hid_t id = H5Fopen(f.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+        hid_t ds = H5Dopen2(id, "/states/values", H5P_DEFAULT);
+        const double bytes = static_cast<double>(H5Dget_storage_size(ds));
+        H5Dclose(ds);
+        H5Fclose(id);
+        return bytes;
+      };
+      // Against the payload, not the raw dataset, whose last chunk is allocated whole.
+      const double payload = real.sum().item<double>() * hidden * (dtype == StateDType::kInt8 ? 1 : 2);
+      std::cout << "[ measured ] " << to_string(dtype) << " engine states, gzip4+shuffle / raw payload bytes: "
+                << stored(packed) / payload << " (raw dataset " << stored(file) / payload << ")\n";
+    }
+    auto reader = CacheReader::open(file, m);
+    std::vector<int64_t> all(num_windows);
+    std::iota(all.begin(), all.end(), 0);
+    std::vector<float> buffer(num_windows * reader->window_floats());
+    reader->read_windows(all, buffer.data());
+    const auto loaded = torch::from_blob(buffer.data(), {num_windows, block, hidden}, torch::kFloat);
+    const auto logits = engine::answer_logits(*model, q_states, q_ids, loaded, doc_ids, k);
+    // Question positions and real document positions; padded document positions are masked out.
+    const auto question_part = logits.slice(1, 0, c.question_block);
+    const auto document_part = logits.slice(1, c.question_block).masked_select(real.unsqueeze(-1));
+    const auto expected_question = expected.slice(1, 0, c.question_block);
+    const auto expected_document = expected.slice(1, c.question_block).masked_select(real.unsqueeze(-1));
+    const double diff = std::max((question_part - expected_question).abs().max().item<double>(),
+                                 (document_part - expected_document).abs().max().item<double>());
+    const double state_diff =
+        (loaded - states.masked_fill(real.unsqueeze(-1).logical_not(), 0)).abs().max().item<double>();
+    std::cout << "[ measured ] " << to_string(dtype) << ": max |state error| " << state_diff
+              << ", max |logit error| " << diff << " (logit range " << expected.abs().max().item<double>()
+              << ")\n";
+    if (dtype == StateDType::kFloat32) {
+      EXPECT_TRUE(at::equal(question_part, expected_question));
+      EXPECT_TRUE(at::equal(document_part, expected_document)) << "fp32 must be bit-exact, diff " << diff;
+    } else {
+      EXPECT_LE(diff, tol) << to_string(dtype);
+      EXPECT_GT(diff, 0.0) << to_string(dtype) << " storage is lossy, so the logits must move a little";
+      // Best answer position per window is unchanged.
+      EXPECT_TRUE(at::equal(document_part.view({-1, 2}).argmax(0), expected_document.view({-1, 2}).argmax(0)));
+    }
+  }
+}
+
+// The scalar codecs (the portable path) agree bit for bit with the F16C hardware, on every half and on
+// floats drawn from every exponent, plus the rounding edges.
+TEST(CacheCodec, ScalarFp16MatchesHardware) {
+  if (!detail::have_f16c()) GTEST_SKIP() << "no F16C on this CPU";
+  std::vector<uint8_t> halves(2 * 65536);
+  for (uint32_t h = 0; h < 65536; ++h) std::memcpy(&halves[2 * h], &h, 2);
+  std::vector<float> simd(65536), scalar(65536);
+  detail::halves_to_floats(halves.data(), 65536, simd.data(), true);
+  detail::halves_to_floats(halves.data(), 65536, scalar.data(), false);
+  for (uint32_t h = 0; h < 65536; ++h)
+    ASSERT_EQ(std::memcmp(&simd[h], &scalar[h], 4), 0) << "half 0x" << std::hex << h << ": " << simd[h] << " vs " << scalar[h];
+
+  std::vector<float> floats;
+  std::mt19937 rng(11);
+  for (int i = 0; i < 2000000; ++i) {
+    const uint32_t bits = rng();
+    float f;
+    std::memcpy(&f, &bits, 4);
+    if (std::isfinite(f)) floats.push_back(f);
+  }
+  std::uniform_real_distribution<float> exponent(-30.0f, 17.0f);
+  for (int i = 0; i < 1000000; ++i) floats.push_back(std::ldexp(1.0f + (rng() % 1024) / 1024.0f + (rng() % 8192) / 8388608.0f, static_cast<int>(exponent(rng))));
+  for (float f : {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 5.9604645e-8f, 2.9802322e-8f, 2.9802326e-8f, 6.1035156e-5f,
+                  6.1035152e-5f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, INFINITY, -INFINITY})
+    floats.push_back(f);
+  std::vector<uint8_t> a(2 * floats.size()), b(2 * floats.size());
+  detail::floats_to_halves(floats.data(), floats.size(), a.data(), true);
+  detail::floats_to_halves(floats.data(), floats.size(), b.data(), false);
+  for (size_t i = 0; i < floats.size(); ++i)
+    ASSERT_EQ(std::memcmp(&a[2 * i], &b[2 * i], 2), 0) << "float " << floats[i] << " (index " << i << ")";
+
+  EXPECT_EQ(detail::float_to_bfloat16(1.0f + 1.0f / 256), 0x3f80);  // tie to even
+  EXPECT_EQ(detail::float_to_bfloat16(1.0f + 3.0f / 256), 0x3f82);
+  EXPECT_EQ(detail::bfloat16_to_float(0x3f80), 1.0f);
+}
+
+}  // namespace
+}  // namespace deformer
