@@ -42,6 +42,14 @@ void check_split(const Model& model, int k) {
 
 at::Tensor embed(const Model& model, const at::Tensor& input_ids, const at::Tensor& token_type_ids,
                  const at::Tensor& position_ids) {
+  // A bad id would surface as an opaque "index out of range" from inside TorchScript. The check costs a
+  // reduction; on CUDA it would also cost a host synchronisation, so there it is left to the callers.
+  if (input_ids.is_cpu() && input_ids.numel() > 0) {
+    const int64_t low = input_ids.min().item<int64_t>(), high = input_ids.max().item<int64_t>();
+    if (low < 0 || high >= model.config().vocab_size)
+      throw std::invalid_argument("token id " + std::to_string(low < 0 ? low : high) + " is outside the vocabulary 0.." +
+                                  std::to_string(model.config().vocab_size - 1));
+  }
   return call(model, "embed", {input_ids, token_type_ids, position_ids});
 }
 

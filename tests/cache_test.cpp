@@ -24,6 +24,7 @@
 
 #include "deformer/engine.h"
 #include "deformer/layout.h"
+#include "deformer/tokenizer.h"
 #include "deformer/model.h"
 #include "cache_codec.h"
 #include "test_data.h"
@@ -606,7 +607,7 @@ TEST_F(CacheTest, EngineRoundTripMatchesInMemoryForward) {
   auto model = Model::load(model_path);
   const auto& c = model->config();
   const int k = 2;
-  const SpecialTokens special{0, 2, 3};
+  const SpecialTokens special = make_tokenizer(*model)->special_tokens();
   CacheMetadata m;
   m.model_hash = model->content_hash();
   m.model_type = c.model_type;

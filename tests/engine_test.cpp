@@ -295,3 +295,24 @@ TEST(Blas, OptimisedOpenMpBlasIsActive) {
 
 }  // namespace
 }  // namespace deformer
+
+namespace deformer {
+namespace {
+
+TEST(EngineIds, OutOfVocabularyIdsAreNamed) {
+  auto path = testing::fixture("tiny-own-vocab.pt");
+  DEFORMER_REQUIRE_FILE(path);
+  auto model = Model::load(path);
+  auto ids = torch::full({1, model->config().question_block}, int64_t(model->config().vocab_size), torch::kLong);
+  try {
+    engine::encode_questions(*model, ids, 1);
+    FAIL() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("outside the vocabulary"), std::string::npos) << e.what();
+  }
+  ids.fill_(-1);
+  EXPECT_THROW(engine::encode_questions(*model, ids, 1), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace deformer
