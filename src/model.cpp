@@ -7,6 +7,7 @@
 #include <torch/cuda.h>
 
 #include "model_impl.h"
+#include "tensors.h"
 
 namespace deformer {
 namespace {
@@ -58,14 +59,6 @@ ModelConfig parse_config(const std::string& text, const std::string& path) {
   if (c.question_block + c.document_block > c.max_position_embeddings || c.max_seq_len > c.max_position_embeddings)
     throw std::runtime_error(path + ": block layout exceeds max_position_embeddings");
   return c;
-}
-
-c10::ScalarType to_scalar_type(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat16: return c10::kHalf;
-    case DType::kBFloat16: return c10::kBFloat16;
-    default: return c10::kFloat;
-  }
 }
 
 }  // namespace

@@ -6,50 +6,15 @@
 #include <set>
 #include <stdexcept>
 
+#include "deformer/cache.h"
 #include "deformer/engine.h"
 #include "deformer/layout.h"
 #include "deformer/tokenizer.h"
+#include "document.h"
+#include "tensors.h"
 
 namespace deformer {
 namespace {
-
-// A document tokenized once per ask(): ids, offsets, words and its windows.
-struct PreparedDocument {
-  const Document* source = nullptr;
-  std::vector<int64_t> ids;
-  TokenizedDocument tokens;
-  std::vector<TokenSpan> windows;
-};
-
-// WordPiece continuation pieces ("##ing") belong to the word before them; every other token starts a word,
-// which reproduces the pre-tokenizer words Hugging Face aligns answers to.
-PreparedDocument prepare(const Document& doc, const Tokenizer& tokenizer) {
-  if (doc.text.empty()) throw std::invalid_argument("document '" + doc.id + "' is empty");
-  PreparedDocument p;
-  p.source = &doc;
-  Encoding enc;
-  try {
-    enc = tokenizer.encode(doc.text);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument("document '" + doc.id + "': " + e.what());
-  }
-  if (enc.ids.empty()) throw std::invalid_argument("document '" + doc.id + "' has no tokens (only whitespace or control characters)");
-  p.ids.assign(enc.ids.begin(), enc.ids.end());
-  int64_t word = -1;
-  for (size_t i = 0; i < enc.ids.size(); ++i) {
-    if (tokenizer.id_to_token(enc.ids[i]).rfind("##", 0) != 0 || word < 0) ++word;
-    p.tokens.word_of_token.push_back(word);
-    p.tokens.offsets.emplace_back(enc.offsets[i].begin, enc.offsets[i].end);
-  }
-  return p;
-}
-
-at::Tensor rows_to_tensor(const std::vector<std::vector<int64_t>>& rows, const c10::Device& device) {
-  const int64_t n = rows.size(), len = rows.front().size();
-  auto t = torch::empty({n, len}, torch::kLong);
-  for (int64_t i = 0; i < n; ++i) std::copy(rows[i].begin(), rows[i].end(), t[i].data_ptr<int64_t>());
-  return t.to(device);
-}
 
 // One window's logits copied to the host with the map from positions to document tokens.
 struct WindowOutput {
@@ -142,11 +107,31 @@ std::vector<Answer> Reader::ask(const std::string& question, const std::vector<D
 
 std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& questions,
                                              const std::vector<Document>& documents) const {
+  return answer(questions, documents, nullptr);
+}
+
+std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& questions, const cache::CacheReader& cache,
+                                             const std::vector<std::string>& doc_ids) const {
+  if (options_.mode != Mode::kDeformer) throw std::invalid_argument("cached documents need deformer mode");
+  const auto& m = cache.metadata();
+  if (m.k != k_)
+    throw std::invalid_argument("the cache holds layer-" + std::to_string(m.k) + " states; this reader splits at k=" + std::to_string(k_));
+  if (m.model_hash != model_->content_hash())
+    throw std::invalid_argument("the cache was made by model " + m.model_hash + ", not " + model_->content_hash());
+  std::vector<Document> documents;
+  if (doc_ids.empty()) {
+    for (int64_t i = 0; i < cache.num_documents(); ++i) documents.push_back({cache.document(i).id, cache.document_text(i)});
+  } else {
+    for (const auto& id : doc_ids) documents.push_back({id, cache.document_text(cache.find(id))});
+  }
+  return answer(questions, documents, &cache);
+}
+
+std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& questions, const std::vector<Document>& documents,
+                                                const cache::CacheReader* cache) const {
   const auto& c = model_->config();
   const auto& special = tokenizer_->special_tokens();
-  const c10::Device device = model_->options().device == Device::kCUDA
-                                 ? c10::Device(c10::kCUDA, model_->options().device_index)
-                                 : c10::Device(c10::kCPU);
+  const c10::Device device = device_of(*model_);
   auto warn = [&](const std::string& message) {
     if (options_.warn) options_.warn(message);
     else std::cerr << "deformer: warning: " << message << std::endl;
@@ -168,7 +153,7 @@ std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& que
   docs.reserve(documents.size());
   for (const auto& d : documents) {
     if (!ids.insert(d.id).second) throw std::invalid_argument("duplicate document id '" + d.id + "'");
-    docs.push_back(prepare(d, *tokenizer_));
+    docs.push_back(prepare_document(d, *tokenizer_));
   }
 
   c10::InferenceMode inference;
@@ -184,20 +169,44 @@ std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& que
   };
 
   if (options_.mode == Mode::kDeformer) {
-    // The documents' windows and layer-k states do not depend on the questions: computed once.
+    // The documents' windows and layer-k states do not depend on the questions: computed once, or read
+    // from the cache.
     std::vector<std::pair<size_t, TokenSpan>> windows;
-    for (size_t d = 0; d < docs.size(); ++d)
-      for (const auto& w : document_windows(docs[d].ids.size(), c.document_block - 1, c.window_stride)) windows.emplace_back(d, w);
+    std::vector<int64_t> cached_windows;
+    for (size_t d = 0; d < docs.size(); ++d) {
+      if (cache) {
+        const auto& info = cache->document(cache->find(docs[d].source->id));
+        const auto offsets = cache->token_offsets(cache->find(docs[d].source->id));
+        bool same = offsets.size() == docs[d].tokens.offsets.size();
+        for (size_t t = 0; same && t < offsets.size(); ++t)
+          same = offsets[t].begin == docs[d].tokens.offsets[t].first && offsets[t].end == docs[d].tokens.offsets[t].second;
+        if (!same)
+          throw std::runtime_error("document '" + docs[d].source->id + "': the cache's tokens differ from this model's tokenizer");
+        for (int64_t w = info.first_window; w < info.first_window + info.num_windows; ++w) {
+          windows.emplace_back(d, cache->window(w).tokens);
+          cached_windows.push_back(w);
+        }
+      } else {
+        for (const auto& w : document_windows(docs[d].ids.size(), c.document_block - 1, c.window_stride)) windows.emplace_back(d, w);
+      }
+    }
     std::vector<std::vector<int64_t>> d_rows;
     for (const auto& [d, w] : windows) {
       std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
       d_rows.push_back(document_block(tokens, c.document_block, special).input_ids);
     }
     auto d_ids = rows_to_tensor(d_rows, device);
-    std::vector<at::Tensor> parts;
-    for (int64_t first = 0; first < d_ids.size(0); first += options_.batch_size)
-      parts.push_back(engine::encode_documents(*model_, d_ids.slice(0, first, first + options_.batch_size), k_));
-    auto d_states = at::cat(parts);
+    at::Tensor d_states;
+    if (cache) {
+      auto host = torch::empty({int64_t(cached_windows.size()), c.document_block, c.hidden_size}, torch::kFloat);
+      cache->read_windows(cached_windows, host.data_ptr<float>());
+      d_states = host.to(device, dtype_of(*model_));
+    } else {
+      std::vector<at::Tensor> parts;
+      for (int64_t first = 0; first < d_ids.size(0); first += options_.batch_size)
+        parts.push_back(engine::encode_documents(*model_, d_ids.slice(0, first, first + options_.batch_size), k_));
+      d_states = at::cat(parts);
+    }
 
     // Each question's lower layers once, whatever the number of windows.
     std::vector<std::vector<int64_t>> q_rows;

@@ -2,9 +2,14 @@
 // and the errors a user meets.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "deformer/cache.h"
+#include "deformer/cache_builder.h"
 #include "deformer/reader.h"
 #include "test_data.h"
 
@@ -99,6 +104,51 @@ TEST_F(ReaderTest, ManyQuestionsAtOnceEqualOneAtATime) {
       }
     }
   }
+}
+
+// Deformer mode over a cache equals deformer mode over the raw text (fp32 storage), and a cache made for
+// another split is refused.
+TEST_F(ReaderTest, CachedDocumentsAnswerAsRawText) {
+  const std::string path = (std::filesystem::temp_directory_path() / ("reader-cache-" + std::to_string(::getpid()) + ".h5")).string();
+  CacheBuildOptions build;
+  build.batch_size = 3;  // several flushes across documents
+  CacheBuilder builder(model_, path, build);
+  for (const auto& d : docs_) builder.add(d);
+  builder.commit();
+  EXPECT_EQ(builder.documents(), 3);
+
+  ReaderOptions o;
+  o.decode.top_k = 3;
+  Reader reader(model_, o);
+  auto cache = cache::CacheReader::open(path, expected_cache_metadata(*model_, reader.split_layer()));
+  const std::vector<std::string> questions{"When was the lamp replaced?", "Who won the event seven times?"};
+  auto raw = reader.ask(questions, docs_);
+  auto cached = reader.ask(questions, *cache);
+  ASSERT_EQ(raw.size(), cached.size());
+  for (size_t q = 0; q < raw.size(); ++q) {
+    ASSERT_EQ(raw[q].size(), cached[q].size());
+    for (size_t i = 0; i < raw[q].size(); ++i) {
+      EXPECT_EQ(raw[q][i].doc, cached[q][i].doc);
+      EXPECT_EQ(raw[q][i].start, cached[q][i].start);
+      EXPECT_EQ(raw[q][i].end, cached[q][i].end);
+      EXPECT_EQ(raw[q][i].answer, cached[q][i].answer);
+      EXPECT_NEAR(raw[q][i].score, cached[q][i].score, 1e-6);
+    }
+  }
+  auto one = reader.ask(questions, *cache, {"bread"});
+  for (const auto& a : one[0]) EXPECT_EQ(a.doc, "bread");
+  EXPECT_THROW(reader.ask(questions, *cache, {"nope"}), std::invalid_argument);
+
+  ReaderOptions other = o;
+  other.k = reader.split_layer() - 1;
+  EXPECT_THROW(Reader(model_, other).ask(questions, *cache), std::invalid_argument);
+  try {
+    cache::CacheReader::open(path, expected_cache_metadata(*model_, other.k));
+    FAIL() << "a cache of another k must be refused";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("k is"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
 }
 
 TEST_F(ReaderTest, ImpossibleAnswerIsOffered) {

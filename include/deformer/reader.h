@@ -24,6 +24,9 @@
 namespace deformer {
 
 class Tokenizer;
+namespace cache {
+class CacheReader;
+}
 
 enum class Mode { kDeformer, kFull };
 const char* to_string(Mode mode);
@@ -60,11 +63,22 @@ class Reader {
   std::vector<std::vector<Answer>> ask(const std::vector<std::string>& questions,
                                        const std::vector<Document>& documents) const;
 
+  // Deformer mode over cached documents (all of them when doc_ids is empty): their layer-k states are read
+  // from the cache instead of computed. Open the cache with CacheReader::open(path,
+  // expected_cache_metadata(model, k)) (deformer/cache_builder.h) so that a cache of another model, k or
+  // tokenizer is refused with the field named. Throws std::invalid_argument in full mode, for a cache of
+  // another k or model, and for unknown document ids.
+  std::vector<std::vector<Answer>> ask(const std::vector<std::string>& questions, const cache::CacheReader& cache,
+                                       const std::vector<std::string>& doc_ids = {}) const;
+
   const ReaderOptions& options() const { return options_; }
   int split_layer() const { return k_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
  private:
+  std::vector<std::vector<Answer>> answer(const std::vector<std::string>& questions,
+                                          const std::vector<Document>& documents, const cache::CacheReader* cache) const;
+
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   ReaderOptions options_;

@@ -1,0 +1,57 @@
+#pragma once
+// Building a document cache from a model (DESIGN.md section 4): tokenize, window, run layers 0..k-1 on each
+// document window, store the layer-k states. No torch types here.
+//
+//   auto model = deformer::Model::load("model.pt");
+//   deformer::CacheBuilder builder(model, "corpus.h5", {});   // k = 3/4 of the layers, fp32 storage
+//   builder.add({"doc-1", text});                              // batched internally across documents
+//   builder.commit();                                          // the file appears under its name only now
+//
+// Thread safety: a CacheBuilder is used by one thread.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "deformer/cache.h"
+#include "deformer/model.h"
+#include "deformer/reader.h"
+
+namespace deformer {
+
+struct CacheBuildOptions {
+  int k = -1;                                         // split layer; -1 picks num_layers * 3 / 4, as Reader does
+  int window_stride = 0;                              // tokens between window starts; 0 = the model's (128)
+  cache::StateDType dtype = cache::StateDType::kFloat32;  // storage dtype of the states
+  int batch_size = 32;                                // windows per forward pass
+  cache::WriterOptions writer;                        // HDF5 chunking and compression
+};
+
+// The metadata a cache made by `model` at split k must carry; CacheReader::open(path, expected) refuses others.
+cache::CacheMetadata expected_cache_metadata(const Model& model, int k);
+
+// Identifies the tokenizer (vocabulary and case handling) that produced a cache's tokens and offsets.
+std::string tokenizer_hash(const Model& model);
+
+class CacheBuilder {
+ public:
+  // Throws std::invalid_argument for k out of range, a stride not smaller than the window, batch_size < 1.
+  CacheBuilder(std::shared_ptr<const Model> model, const std::string& path, CacheBuildOptions options = {});
+  ~CacheBuilder();  // without commit(): no file appears, a previous file at `path` stays
+
+  // Queues a document; its states are computed when enough windows are queued, or at commit(). Throws
+  // std::invalid_argument for an empty, token-less or non-UTF-8 document and for a duplicate id.
+  void add(const Document& document);
+  // Encodes what is queued, then completes the file and renames it to `path`.
+  void commit();
+
+  int64_t documents() const;  // documents written so far
+  int64_t windows() const;    // windows written so far
+  int split_layer() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace deformer

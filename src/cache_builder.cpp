@@ -1,0 +1,136 @@
+#include "deformer/cache_builder.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <deque>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "deformer/engine.h"
+#include "deformer/layout.h"
+#include "document.h"
+#include "tensors.h"
+
+namespace deformer {
+namespace {
+
+int default_split(const Model& model, int k) { return k < 0 ? model.config().num_layers * 3 / 4 : k; }
+
+}  // namespace
+
+std::string tokenizer_hash(const Model& model) {
+  const auto& c = model.config();
+  const uint64_t h = cache::fnv1a64(c.tokenizer_type + (c.do_lower_case ? "\nlower\n" : "\ncased\n") + model.vocabulary());
+  char hex[24];
+  std::snprintf(hex, sizeof hex, "fnv1a64:%016" PRIx64, h);
+  return hex;
+}
+
+cache::CacheMetadata expected_cache_metadata(const Model& model, int k) {
+  const auto& c = model.config();
+  cache::CacheMetadata m;
+  m.model_hash = model.content_hash();
+  m.model_type = c.model_type;
+  m.k = default_split(model, k);
+  m.hidden_size = c.hidden_size;
+  m.question_block = c.question_block;
+  m.document_block = c.document_block;
+  m.window_stride = c.window_stride;
+  m.tokenizer_hash = tokenizer_hash(model);
+  return m;
+}
+
+struct CacheBuilder::Impl {
+  std::shared_ptr<const Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  CacheBuildOptions options;
+  int k = 0;
+  std::unique_ptr<cache::CacheWriter> writer;
+  std::unordered_set<std::string> ids;
+  // Documents waiting for their states; a deque keeps PreparedDocument::source pointers valid.
+  std::deque<Document> queued_sources;
+  std::vector<PreparedDocument> queued;
+  std::vector<std::vector<TokenSpan>> queued_windows;
+  int64_t pending_windows = 0, documents = 0, windows = 0;
+
+  void flush() {
+    if (queued.empty()) return;
+    const auto& c = model->config();
+    const auto& special = tokenizer->special_tokens();
+    std::vector<std::vector<int64_t>> rows;
+    for (size_t d = 0; d < queued.size(); ++d)
+      for (const auto& w : queued_windows[d]) {
+        std::vector<int64_t> tokens(queued[d].ids.begin() + w.begin, queued[d].ids.begin() + w.end);
+        rows.push_back(document_block(tokens, c.document_block, special).input_ids);
+      }
+    c10::InferenceMode inference;
+    auto ids = rows_to_tensor(rows, device_of(*model));
+    std::vector<at::Tensor> parts;
+    for (int64_t first = 0; first < ids.size(0); first += options.batch_size)
+      parts.push_back(engine::encode_documents(*model, ids.slice(0, first, first + options.batch_size), k));
+    auto states = at::cat(parts).to(at::kCPU).to(at::kFloat).contiguous();
+    const float* data = states.data_ptr<float>();
+    const int64_t window_floats = int64_t(c.document_block) * c.hidden_size;
+    int64_t row = 0;
+    for (size_t d = 0; d < queued.size(); ++d) {
+      std::vector<cache::WindowStates> ws;
+      for (const auto& w : queued_windows[d]) ws.push_back({w, w.end - w.begin + 1, data + window_floats * row++});
+      std::vector<cache::CharSpan> offsets;
+      for (const auto& [b, e] : queued[d].tokens.offsets) offsets.push_back({b, e});
+      writer->add_document(queued[d].source->id, queued[d].source->text, offsets, ws);
+      ++documents;
+      windows += ws.size();
+    }
+    queued.clear();
+    queued_windows.clear();
+    queued_sources.clear();
+    pending_windows = 0;
+  }
+};
+
+CacheBuilder::CacheBuilder(std::shared_ptr<const Model> model, const std::string& path, CacheBuildOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!model) throw std::invalid_argument("CacheBuilder needs a model");
+  if (options.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
+  const auto& c = model->config();
+  impl_->k = default_split(*model, options.k);
+  engine::check_split(*model, impl_->k);
+  if (options.window_stride == 0) options.window_stride = c.window_stride;
+  document_windows(1, c.document_block - 1, options.window_stride);  // validates the stride up front
+  auto metadata = expected_cache_metadata(*model, impl_->k);
+  metadata.window_stride = options.window_stride;
+  metadata.state_dtype = options.dtype;
+  impl_->tokenizer = make_tokenizer(*model);
+  impl_->model = std::move(model);
+  impl_->options = options;
+  impl_->writer = cache::CacheWriter::create(path, metadata, options.writer);
+}
+
+CacheBuilder::~CacheBuilder() = default;
+
+void CacheBuilder::add(const Document& document) {
+  if (!impl_->ids.insert(document.id).second) throw std::invalid_argument("duplicate document id '" + document.id + "'");
+  impl_->queued_sources.push_back(document);
+  try {
+    impl_->queued.push_back(prepare_document(impl_->queued_sources.back(), *impl_->tokenizer));
+  } catch (...) {
+    impl_->queued_sources.pop_back();
+    impl_->ids.erase(document.id);
+    throw;
+  }
+  const auto& c = impl_->model->config();
+  impl_->queued_windows.push_back(document_windows(impl_->queued.back().ids.size(), c.document_block - 1, impl_->options.window_stride));
+  impl_->pending_windows += impl_->queued_windows.back().size();
+  if (impl_->pending_windows >= impl_->options.batch_size) impl_->flush();
+}
+
+void CacheBuilder::commit() {
+  impl_->flush();
+  impl_->writer->commit();
+}
+
+int64_t CacheBuilder::documents() const { return impl_->documents; }
+int64_t CacheBuilder::windows() const { return impl_->windows; }
+int CacheBuilder::split_layer() const { return impl_->k; }
+
+}  // namespace deformer

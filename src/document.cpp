@@ -1,0 +1,30 @@
+#include "document.h"
+
+#include <stdexcept>
+
+namespace deformer {
+
+// WordPiece continuation pieces ("##ing") belong to the word before them; every other token starts a word,
+// which reproduces the pre-tokenizer words Hugging Face aligns answers to.
+PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenizer) {
+  if (doc.text.empty()) throw std::invalid_argument("document '" + doc.id + "' is empty");
+  PreparedDocument p;
+  p.source = &doc;
+  Encoding enc;
+  try {
+    enc = tokenizer.encode(doc.text);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("document '" + doc.id + "': " + e.what());
+  }
+  if (enc.ids.empty()) throw std::invalid_argument("document '" + doc.id + "' has no tokens (only whitespace or control characters)");
+  p.ids.assign(enc.ids.begin(), enc.ids.end());
+  int64_t word = -1;
+  for (size_t i = 0; i < enc.ids.size(); ++i) {
+    if (tokenizer.id_to_token(enc.ids[i]).rfind("##", 0) != 0 || word < 0) ++word;
+    p.tokens.word_of_token.push_back(word);
+    p.tokens.offsets.emplace_back(enc.offsets[i].begin, enc.offsets[i].end);
+  }
+  return p;
+}
+
+}  // namespace deformer

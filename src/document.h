@@ -1,0 +1,22 @@
+#pragma once
+// Private: a document tokenized for the reader and the cache builder (no torch).
+#include <cstdint>
+#include <vector>
+
+#include "deformer/decode.h"
+#include "deformer/reader.h"
+#include "deformer/tokenizer.h"
+
+namespace deformer {
+
+struct PreparedDocument {
+  const Document* source = nullptr;
+  std::vector<int64_t> ids;
+  TokenizedDocument tokens;  // offsets and words, for decoding
+};
+
+// Tokenizes a document. Throws std::invalid_argument naming the document when it is empty, has no
+// tokens, or is not UTF-8.
+PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenizer);
+
+}  // namespace deformer
