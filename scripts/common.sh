@@ -8,7 +8,7 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 PACKAGES=(build-essential cmake ninja-build pkg-config ccache
           libtorch-dev python3-torch libopenblas0-openmp
           libsentencepiece-dev libhdf5-dev libcli11-dev nlohmann-json3-dev
-          libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev)
+          libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libgoogle-perftools-dev)
 
 install_dependencies() {
   if ! command -v dpkg-query >/dev/null 2>&1; then

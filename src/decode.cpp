@@ -98,9 +98,14 @@ std::vector<Span> decode_pipeline(const std::vector<WindowScores>& windows, cons
   return merge_and_cut(std::move(spans), o.top_k);
 }
 
+// utils_qa ranks every position, padding and question included, and then drops the spans that do not lie in
+// the context; a window whose best n_best positions all lie elsewhere then yields no answer at all, and how
+// much padding competes depends on the layout. Ranking the context positions only gives the same answers
+// whenever enough of the best positions are context, and an answer otherwise.
 std::vector<int64_t> best_positions(const float* logits, const WindowScores& w, int n_best) {
-  std::vector<int64_t> order(w.context_token.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::vector<int64_t> order;
+  for (size_t i = 0; i < w.context_token.size(); ++i)
+    if (w.context_token[i] >= 0) order.push_back(i);
   const size_t keep = std::min<size_t>(order.size(), n_best);
   std::partial_sort(order.begin(), order.begin() + keep, order.end(),
                     [&](int64_t a, int64_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a > b; });

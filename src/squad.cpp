@@ -685,4 +685,9 @@ std::string to_text(const EvaluationResult& result) {
   return out.str();
 }
 
+std::string paragraph_id(const Article& article, std::size_t article_index, std::size_t paragraph_index) {
+  return (article.title.empty() ? "article-" + std::to_string(article_index) : article.title) + "#" +
+         std::to_string(paragraph_index);
+}
+
 }  // namespace deformer::squad

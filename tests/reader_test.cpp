@@ -122,17 +122,27 @@ TEST_F(ReaderTest, CachedDocumentsAnswerAsRawText) {
   Reader reader(model_, o);
   auto cache = cache::CacheReader::open(path, expected_cache_metadata(*model_, reader.split_layer()));
   const std::vector<std::string> questions{"When was the lamp replaced?", "Who won the event seven times?"};
-  auto raw = reader.ask(questions, docs_);
-  auto cached = reader.ask(questions, *cache);
-  ASSERT_EQ(raw.size(), cached.size());
-  for (size_t q = 0; q < raw.size(); ++q) {
-    ASSERT_EQ(raw[q].size(), cached[q].size());
-    for (size_t i = 0; i < raw[q].size(); ++i) {
-      EXPECT_EQ(raw[q][i].doc, cached[q][i].doc);
-      EXPECT_EQ(raw[q][i].start, cached[q][i].start);
-      EXPECT_EQ(raw[q][i].end, cached[q][i].end);
-      EXPECT_EQ(raw[q][i].answer, cached[q][i].answer);
-      EXPECT_NEAR(raw[q][i].score, cached[q][i].score, 1e-6);
+  for (Decoding decoding : {Decoding::kPipeline, Decoding::kSquad}) {
+    ReaderOptions od = o;
+    od.decode.decoding = decoding;
+    Reader r(model_, od);
+    for (const auto& docs : {docs_, std::vector<Document>{docs_.back()}}) {
+      std::vector<std::string> ids;
+      for (const auto& d : docs) ids.push_back(d.id);
+      auto raw = r.ask(questions, docs);
+      auto cached = r.ask(questions, *cache, ids);
+      ASSERT_EQ(raw.size(), cached.size());
+      for (size_t q = 0; q < raw.size(); ++q) {
+        ASSERT_EQ(raw[q].size(), cached[q].size());
+        ASSERT_FALSE(raw[q].empty());
+        for (size_t i = 0; i < raw[q].size(); ++i) {
+          EXPECT_EQ(raw[q][i].doc, cached[q][i].doc);
+          EXPECT_EQ(raw[q][i].start, cached[q][i].start) << "decoding " << int(decoding) << " docs " << docs.size() << " q " << q << " i " << i;
+          EXPECT_EQ(raw[q][i].end, cached[q][i].end);
+          EXPECT_EQ(raw[q][i].answer, cached[q][i].answer);
+          EXPECT_NEAR(raw[q][i].score, cached[q][i].score, 1e-5);
+        }
+      }
     }
   }
   auto one = reader.ask(questions, *cache, {"bread"});

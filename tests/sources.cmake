@@ -78,6 +78,51 @@ if(TARGET deformer-qa AND DEFORMER_PYTHON)
   endif()
 endif()
 
+# deformer-cache: builds, refusals, interruption, and cached answers equal to raw-text answers.
+if(TARGET deformer-cache AND DEFORMER_PYTHON)
+  set(CACHE_TOOL $<TARGET_FILE:deformer-cache>)
+  set(CACHE_WORK ${CMAKE_CURRENT_BINARY_DIR}/cache-cli)
+  file(MAKE_DIRECTORY ${CACHE_WORK})
+  cli_test(cache_build_samples 0 "wrote .*: 4 documents, 4 windows" ${CACHE_TOOL} build --model ${OWN_MODEL}
+           --input ${PROJECT_SOURCE_DIR}/samples/documents --out ${CACHE_WORK}/samples.h5 --dtype int8)
+  set_tests_properties(cli_cache_build_samples PROPERTIES FIXTURES_SETUP samples_cache)
+  cli_test(cache_info_json 0 "\"documents\":4.*\"state_dtype\":\"int8\"" ${CACHE_TOOL} info ${CACHE_WORK}/samples.h5 --json)
+  cli_test(ask_cached_doc 0 "\"doc\":\"river.txt\"" ${QA} ask --model ${OWN_MODEL} --cache ${CACHE_WORK}/samples.h5
+           --doc river.txt --question "Where does the Vell rise?")
+  cli_test(ask_cached_unknown_doc nonzero "unknown document id 'nope.txt'|'nope.txt'" ${QA} ask --model ${OWN_MODEL}
+           --cache ${CACHE_WORK}/samples.h5 --doc nope.txt --question "Where?")
+  cli_test(ask_cached_wrong_k nonzero "k is '3' in the cache, expected '2'" ${QA} ask --model ${OWN_MODEL} --k 2
+           --cache ${CACHE_WORK}/samples.h5 --question "Where?")
+  cli_test(cache_truncated nonzero "truncated|not a libdeformer cache|cannot" sh -c
+           "head -c 20000 ${CACHE_WORK}/samples.h5 > ${CACHE_WORK}/cut.h5 && ${CACHE_TOOL} info ${CACHE_WORK}/cut.h5")
+  cli_test(cache_not_hdf5 nonzero "not an HDF5 file|not HDF5" ${CACHE_TOOL} info ${CLI_DIR}/not-utf8.txt)
+  set_tests_properties(cli_cache_info_json cli_ask_cached_doc cli_ask_cached_unknown_doc cli_ask_cached_wrong_k
+                       cli_cache_truncated PROPERTIES FIXTURES_REQUIRED samples_cache)
+  cli_test(cache_malformed_line nonzero "malformed-docs.jsonl:2: not valid JSON" ${CACHE_TOOL} build --model ${OWN_MODEL}
+           --input ${CLI_DIR}/malformed-docs.jsonl --out ${CACHE_WORK}/x.h5)
+  cli_test(cache_empty_document nonzero "document 'empty' is empty" ${CACHE_TOOL} build --model ${OWN_MODEL}
+           --input ${CLI_DIR}/empty-doc.jsonl --out ${CACHE_WORK}/x.h5)
+  cli_test(cache_not_utf8 nonzero "UTF-8" ${CACHE_TOOL} build --model ${OWN_MODEL} --input ${CLI_DIR}/not-utf8.jsonl
+           --out ${CACHE_WORK}/x.h5)
+  cli_test(cache_duplicate_id nonzero "duplicate document id 'a'" ${CACHE_TOOL} build --model ${OWN_MODEL}
+           --input ${CLI_DIR}/duplicate.jsonl --out ${CACHE_WORK}/x.h5)
+  cli_test(cache_stride_too_large nonzero "stride 292 must be positive and smaller than the window of 292" ${CACHE_TOOL}
+           build --model ${OWN_MODEL} --input ${CLI_DIR}/duplicate.jsonl --out ${CACHE_WORK}/x.h5 --stride 292)
+  cli_test(cache_missing_input nonzero "input '/nonexistent' does not exist" ${CACHE_TOOL} build --model ${OWN_MODEL}
+           --input /nonexistent --out ${CACHE_WORK}/x.h5)
+  cli_test(cache_shards_and_merge 0 "documents: 4" ${CLI_DIR}/shards.sh ${CACHE_TOOL} ${OWN_MODEL}
+           ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/shards)
+  if(EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
+    add_test(NAME cli_cache_interrupted COMMAND ${CLI_DIR}/interrupt.sh ${CACHE_TOOL} ${FIXTURES}/tiny-real-vocab.pt
+             ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json ${CACHE_WORK}/interrupt)
+    set_tests_properties(cli_cache_interrupted PROPERTIES PASS_REGULAR_EXPRESSION "^.*PASS")
+    # The whole SQuAD v1.1 dev set (2,067 contexts) cached with the fixture model, then evaluated from the cache
+    # and from raw text: identical predictions.
+    add_test(NAME cli_eval_cached_equals_raw COMMAND ${CLI_DIR}/eval_cache.sh ${QA} ${CACHE_TOOL}
+             ${FIXTURES}/tiny-real-vocab.pt ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json ${CACHE_WORK}/dev)
+  endif()
+endif()
+
 # Tests registered above only when the data directory exists; this one says so when it does not
 # (a failure under CI=true, where the data is always present; a skip elsewhere).
 add_test(NAME data_directory_present COMMAND sh -c

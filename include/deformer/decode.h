@@ -7,7 +7,8 @@
 //    max_answer_len, the top_k spans of each window, answers aligned to whole words, the null answer scored
 //    min over windows of p_start[null] * p_end[null]; answers of all windows pooled, duplicates (same
 //    character span) merged keeping the best score, sorted, cut to top_k.
-//  - Squad (utils_qa.py): raw logit sums start + end over the n_best_size best starts and ends of each window,
+//  - Squad (utils_qa.py): raw logit sums start + end over the n_best_size best context starts and ends of each
+//    window (utils_qa ranks all positions, then drops non-context ones, which can leave no answer at all),
 //    end - start + 1 <= max_answer_length, token offsets (no word alignment), null = min over windows of
 //    start[null] + end[null]; the null answer wins when null - best > null_threshold.
 

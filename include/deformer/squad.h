@@ -56,6 +56,10 @@ struct Dataset {
   bool is_v2() const;
 };
 
+// The document id a paragraph gets when a SQuAD file is cached: "<title>#<paragraph index>" (or
+// "article-<index>#<paragraph index>" for an untitled article); deformer-cache and deformer-qa agree on it.
+std::string paragraph_id(const Article& article, std::size_t article_index, std::size_t paragraph_index);
+
 // Reads a SQuAD v1.1 or v2.0 JSON file (plain JSON, not zipped).
 Dataset read_dataset(const std::string& path);
 // Parses the same format from memory; `source` names the text in error messages.

@@ -5,7 +5,9 @@
 #include <memory>
 
 #include "commands.h"
-#include "common.h"
+#include "deformer/cache.h"
+#include "deformer/cache_builder.h"
+#include "options.h"
 
 namespace deformer::cli {
 namespace {
@@ -17,11 +19,19 @@ struct AskArgs {
   std::string context;
   std::string context_file;
   std::string questions;
+  std::string cache;
+  std::vector<std::string> docs;
   bool timing = false;
 };
 
-// One JSONL line of --questions: {"id", "question", "context"}.
-void answer_lines(const Reader& reader, std::istream& in, const std::string& name) {
+// The cache opened for this reader: refused, naming the field, when another model, k or tokenizer made it.
+std::unique_ptr<cache::CacheReader> open_cache(const std::string& path, const Model& model, const Reader& reader) {
+  if (path.empty()) return nullptr;
+  return cache::CacheReader::open(path, expected_cache_metadata(model, reader.split_layer()));
+}
+
+// One JSONL line of --questions: {"id", "question", "context"}, or {"id", "question", "doc"} with a cache.
+void answer_lines(const Reader& reader, const cache::CacheReader* cache, std::istream& in, const std::string& name) {
   std::string line;
   for (size_t number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -34,12 +44,16 @@ void answer_lines(const Reader& reader, std::istream& in, const std::string& nam
     }
     if (!j.is_object() || !j.contains("question") || !j["question"].is_string())
       throw std::invalid_argument(where + ": expected an object with a string \"question\"");
-    if (!j.contains("context") || !j["context"].is_string())
-      throw std::invalid_argument(where + ": expected a string \"context\" (cached documents by \"doc\" need --cache)");
+    const bool cached = j.contains("doc") && j["doc"].is_string();
+    if (cached && !cache) throw std::invalid_argument(where + ": \"doc\" names a cached document: give --cache");
+    if (!cached && (!j.contains("context") || !j["context"].is_string()))
+      throw std::invalid_argument(where + ": expected a string \"context\" or \"doc\"");
     const std::string id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump()) : std::to_string(number);
     std::vector<Answer> answers;
     try {
-      answers = reader.ask(j["question"].get<std::string>(), {{id, j["context"].get<std::string>()}});
+      const std::string question = j["question"];
+      answers = cached ? reader.ask({question}, *cache, {j["doc"].get<std::string>()}).front()
+                       : reader.ask(question, {{id, j["context"].get<std::string>()}});
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(where + ": " + e.what());
     }
@@ -62,21 +76,31 @@ void add_ask_command(CLI::App& app) {
   auto* file = cmd->add_option("--context-file", args->context_file, "a UTF-8 text file holding the document");
   auto* many = cmd->add_option("--questions", args->questions,
                                "JSONL of {\"id\", \"question\", \"context\"} ('-' for stdin); one output line each");
+  auto* cache = cmd->add_option("--cache", args->cache, "a cache from deformer-cache build (deformer mode; reads every "
+                                                      "document unless --doc is given: fine for small caches)");
+  cmd->add_option("--doc", args->docs, "cached document id(s) to read (with --cache)");
   ctx->excludes(file);
   many->excludes(ctx)->excludes(file);
+  cache->excludes(ctx)->excludes(file);
   cmd->add_flag("--timing", args->timing, "print the time taken to stderr");
   cmd->callback([args] {
     auto model = load_model(args->model);
     Reader reader(model, reader_options(args->reader));
+    const auto cache = open_cache(args->cache, *model, reader);
+    if (!args->docs.empty() && !cache) throw CLI::ValidationError("--doc", "--doc needs --cache");
     const auto begin = std::chrono::steady_clock::now();
     if (!args->questions.empty()) {
       if (args->questions == "-") {
-        answer_lines(reader, std::cin, "stdin");
+        answer_lines(reader, cache.get(), std::cin, "stdin");
       } else {
         std::ifstream in(args->questions);
         if (!in) throw std::runtime_error("cannot read '" + args->questions + "'");
-        answer_lines(reader, in, args->questions);
+        answer_lines(reader, cache.get(), in, args->questions);
       }
+    } else if (cache) {
+      if (args->question.empty()) throw CLI::ValidationError("--question", "give --question (or --questions FILE)");
+      const auto answers = reader.ask({args->question}, *cache, args->docs);
+      for (const auto& a : answers.front()) std::cout << to_json(a).dump() << "\n";
     } else {
       if (args->question.empty()) throw CLI::ValidationError("--question", "give --question (or --questions FILE)");
       Document doc;

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "common.h"
+#include "options.h"
+#include "deformer/cache.h"
+#include "deformer/cache_builder.h"
 #include "deformer/squad.h"
 
 namespace deformer::cli {
@@ -18,6 +20,7 @@ struct EvalArgs {
   ReaderArgs reader;
   std::string squad;
   std::string out;
+  std::string cache;
   size_t limit = 0;
   int n_best_size = 20;
   int max_answer_length = 30;
@@ -46,6 +49,8 @@ void add_eval_command(CLI::App& app) {
   add_reader_options(cmd, args->reader);
   cmd->add_option("--squad", args->squad, "SQuAD JSON file (plain, not zipped)")->required();
   cmd->add_option("--out", args->out, "write predictions {id: answer} here (atomically)");
+  cmd->add_option("--cache", args->cache, "read the paragraphs' states from this cache (deformer-cache build --input "
+                                          "the same file)");
   cmd->add_option("--limit", args->limit, "answer only the first N paragraphs (0: all)");
   cmd->add_option("--n-best-size", args->n_best_size, "starts and ends considered per window")->capture_default_str();
   cmd->add_option("--max-answer-length", args->max_answer_length, "longest answer in tokens")->capture_default_str();
@@ -62,7 +67,10 @@ void add_eval_command(CLI::App& app) {
     options.decode.top_k = 1;
     size_t warnings = 0;
     options.warn = [&warnings](const std::string&) { ++warnings; };
-    Reader reader(load_model(args->model), options);
+    auto model = load_model(args->model);
+    Reader reader(model, options);
+    std::unique_ptr<cache::CacheReader> cache;
+    if (!args->cache.empty()) cache = cache::CacheReader::open(args->cache, expected_cache_metadata(*model, reader.split_layer()));
 
     size_t paragraphs = 0, total = 0;
     for (const auto& a : dataset.articles) paragraphs += a.paragraphs.size();
@@ -71,12 +79,14 @@ void add_eval_command(CLI::App& app) {
     const auto begin = std::chrono::steady_clock::now();
     squad::Predictions predictions;
     size_t done = 0, answered = 0;
-    for (const auto& article : dataset.articles)
-      for (const auto& paragraph : article.paragraphs) {
+    for (size_t a = 0; a < dataset.articles.size(); ++a)
+      for (size_t p = 0; p < dataset.articles[a].paragraphs.size(); ++p) {
+        const auto& paragraph = dataset.articles[a].paragraphs[p];
         if (done == paragraphs) break;
         std::vector<std::string> questions;
         for (const auto& q : paragraph.questions) questions.push_back(q.question);
-        const auto answers = reader.ask(questions, {{"context", paragraph.context}});
+        const auto answers = cache ? reader.ask(questions, *cache, {squad::paragraph_id(dataset.articles[a], a, p)})
+                                   : reader.ask(questions, {{"context", paragraph.context}});
         for (size_t i = 0; i < questions.size(); ++i)
           predictions[paragraph.questions[i].id] = answers[i].empty() ? "" : answers[i].front().answer;
         answered += questions.size();

@@ -18,7 +18,8 @@ struct ModelArgs {
   std::string dtype = "fp32";  // fp32, fp16 or bf16
   int threads = 0;             // CPU threads, 0 = all cores
 };
-void add_model_options(CLI::App* cmd, ModelArgs& args);
+// `dtype_flag` names the compute-dtype option (deformer-cache keeps --dtype for the storage dtype).
+void add_model_options(CLI::App* cmd, ModelArgs& args, const std::string& dtype_flag = "--dtype");
 std::shared_ptr<const Model> load_model(const ModelArgs& args);
 
 struct ReaderArgs {

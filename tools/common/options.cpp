@@ -1,4 +1,4 @@
-#include "common.h"
+#include "options.h"
 
 #include <fstream>
 #include <sstream>
@@ -6,10 +6,10 @@
 
 namespace deformer::cli {
 
-void add_model_options(CLI::App* cmd, ModelArgs& args) {
+void add_model_options(CLI::App* cmd, ModelArgs& args, const std::string& dtype_flag) {
   cmd->add_option("--model", args.model, "model file written by deformer-export")->required();
   cmd->add_option("--device", args.device, "cpu or cuda")->capture_default_str();
-  cmd->add_option("--dtype", args.dtype, "compute dtype: fp32, fp16 or bf16")->capture_default_str();
+  cmd->add_option(dtype_flag, args.dtype, "compute dtype: fp32, fp16 or bf16")->capture_default_str();
   cmd->add_option("--threads", args.threads, "CPU threads (0: all cores)")->capture_default_str();
 }
 

@@ -1,0 +1,249 @@
+// deformer-cache: build, inspect and merge document caches (the offline half of DeFormer).
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "deformer/cache.h"
+#include "deformer/cache_builder.h"
+#include "deformer/squad.h"
+#include "deformer/version.h"
+#include "options.h"
+
+namespace deformer::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+volatile std::sig_atomic_t interrupted = 0;
+extern "C" void on_signal(int) { interrupted = 1; }
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted: no cache was written (a previous file at the output path is untouched)") {}
+};
+
+// The documents of an input: a SQuAD JSON file (one document per paragraph), a JSONL file of {"id", "text"},
+// a directory of .txt files (id = file name), or "-" for JSONL on stdin. `total` is -1 when unknown.
+struct Input {
+  int64_t total = -1;
+  std::function<void(const std::function<void(Document&&)>&)> for_each;
+};
+
+void read_jsonl(std::istream& in, const std::string& name, const std::function<void(Document&&)>& emit) {
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = name + ":" + std::to_string(number);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::invalid_argument(where + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!j.is_object() || !j.contains("id") || !j.contains("text") || !j["text"].is_string())
+      throw std::invalid_argument(where + ": expected {\"id\": ..., \"text\": \"...\"}");
+    emit({j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump(), j["text"].get<std::string>()});
+  }
+}
+
+Input open_input(const std::string& path) {
+  Input input;
+  if (path == "-") {
+    input.for_each = [](const auto& emit) { read_jsonl(std::cin, "stdin", emit); };
+    return input;
+  }
+  if (!fs::exists(path)) throw std::runtime_error("input '" + path + "' does not exist");
+  if (fs::is_directory(path)) {
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(path))
+      if (entry.is_regular_file() && entry.path().extension() == ".txt") files.push_back(entry.path());
+    std::sort(files.begin(), files.end());
+    if (files.empty()) throw std::runtime_error("input directory '" + path + "' has no .txt files");
+    input.total = files.size();
+    input.for_each = [files](const auto& emit) {
+      for (const auto& f : files) emit({f.filename().string(), read_file(f.string())});
+    };
+    return input;
+  }
+  std::ifstream probe(path);
+  char first = 0;
+  probe >> first;
+  if (first == '{' && path.size() > 5 && path.substr(path.size() - 5) == ".json") {
+    auto dataset = std::make_shared<squad::Dataset>(squad::read_dataset(path));
+    input.total = 0;
+    for (const auto& a : dataset->articles) input.total += a.paragraphs.size();
+    input.for_each = [dataset](const auto& emit) {
+      for (size_t a = 0; a < dataset->articles.size(); ++a)
+        for (size_t p = 0; p < dataset->articles[a].paragraphs.size(); ++p)
+          emit({squad::paragraph_id(dataset->articles[a], a, p), dataset->articles[a].paragraphs[p].context});
+    };
+    return input;
+  }
+  std::ifstream count(path);
+  std::string line;
+  input.total = 0;
+  while (std::getline(count, line)) input.total += line.find_first_not_of(" \t\r") != std::string::npos;
+  input.for_each = [path](const auto& emit) {
+    std::ifstream in(path);
+    read_jsonl(in, path, emit);
+  };
+  return input;
+}
+
+struct BuildArgs {
+  ModelArgs model;
+  int k = -1;
+  std::string input;
+  std::string out;
+  int stride = 0;
+  std::string dtype = "fp32";
+  int batch_size = 32;
+  int gzip = 0;
+  int shard_index = -1;
+  int num_shards = 0;
+};
+
+void build(const BuildArgs& args) {
+  cache::ShardSpec shard = cache::shard_from_environment();
+  if (args.num_shards > 0) shard = {args.shard_index < 0 ? 0 : args.shard_index, args.num_shards};
+  if (shard.index < 0 || shard.index >= shard.count)
+    throw std::invalid_argument("shard index " + std::to_string(shard.index) + " is outside 0.." + std::to_string(shard.count - 1));
+  const std::string out = shard.count > 1 ? cache::shard_path(args.out, shard) : args.out;
+  if (shard.count > 1 && cache::is_complete(out)) {
+    std::cout << "shard " << shard.index << " of " << shard.count << ": " << out << " is complete, skipped" << std::endl;
+    return;
+  }
+  CacheBuildOptions options;
+  options.k = args.k;
+  options.window_stride = args.stride;
+  options.dtype = cache::parse_state_dtype(args.dtype);
+  options.batch_size = args.batch_size;
+  options.writer.gzip_level = args.gzip;
+  auto input = open_input(args.input);  // before the model: input errors come first and fast
+  auto model = load_model(args.model);
+  CacheBuilder builder(model, out, options);
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const bool progress = isatty(fileno(stderr));
+  const auto begin = std::chrono::steady_clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count(); };
+  int64_t seen = 0, last_shown = -1;
+  input.for_each([&](Document&& doc) {
+    if (interrupted) throw Interrupted();
+    ++seen;
+    if (shard.count > 1 && cache::shard_of(doc.id, shard.count) != shard.index) return;
+    builder.add(doc);
+    if (progress && builder.documents() != last_shown) {
+      last_shown = builder.documents();
+      const double s = seconds(), rate = builder.windows() / std::max(s, 1e-9);
+      std::fprintf(stderr, "\r%lld%s documents, %lld windows, %.1f windows/s", (long long)seen,
+                   input.total > 0 ? ("/" + std::to_string(input.total)).c_str() : "", (long long)builder.windows(), rate);
+      if (input.total > 0 && seen > 0) std::fprintf(stderr, ", ETA %.0f s", s / seen * (input.total - seen));
+      std::fprintf(stderr, "   ");
+    }
+  });
+  if (interrupted) throw Interrupted();
+  builder.commit();
+  if (progress) std::fputc('\n', stderr);
+  const double s = seconds();
+  std::cout << "wrote " << out << ": " << builder.documents() << " documents, " << builder.windows() << " windows, "
+            << fs::file_size(out) << " bytes, k=" << builder.split_layer() << ", " << args.dtype << ", " << s << " s ("
+            << builder.windows() / std::max(s, 1e-9) << " windows/s)" << std::endl;
+}
+
+nlohmann::json describe(const cache::CacheReader& r, const std::string& path) {
+  const auto& m = r.metadata();
+  return {{"path", path},
+          {"format", m.format_name},
+          {"format_version", m.format_version},
+          {"model_hash", m.model_hash},
+          {"model_type", m.model_type},
+          {"k", m.k},
+          {"hidden_size", m.hidden_size},
+          {"question_block", m.question_block},
+          {"document_block", m.document_block},
+          {"window_stride", m.window_stride},
+          {"state_dtype", cache::to_string(m.state_dtype)},
+          {"tokenizer_hash", m.tokenizer_hash},
+          {"library_version", m.library_version},
+          {"documents", r.num_documents()},
+          {"windows", r.num_windows()},
+          {"shards", r.num_shards()},
+          {"bytes", fs::file_size(path)}};
+}
+
+}  // namespace
+}  // namespace deformer::cli
+
+int main(int argc, char** argv) {
+  using namespace deformer::cli;
+  CLI::App app{"deformer-cache: build, inspect and merge libdeformer document caches (libdeformer " +
+               std::string(deformer::version()) + ")"};
+  app.set_version_flag("--version", std::string(deformer::version()));
+  app.require_subcommand(1);
+
+  BuildArgs build_args;
+  auto* b = app.add_subcommand("build", "Run the lower k layers over documents and store their layer-k states in HDF5 "
+                                        "(written to a temporary file, renamed when complete)");
+  add_model_options(b, build_args.model, "--compute-dtype");
+  b->add_option("--k", build_args.k, "split layer (-1: 3/4 of the layers)")->capture_default_str();
+  b->add_option("--input", build_args.input,
+                "SQuAD .json (one document per paragraph, id '<title>#<n>'), JSONL of {\"id\",\"text\"}, a directory "
+                "of .txt files (id = file name), or - for JSONL on stdin")->required();
+  b->add_option("--out", build_args.out, "cache file to write")->required();
+  b->add_option("--stride", build_args.stride, "tokens between window starts (0: the model's, 128)")->capture_default_str();
+  b->add_option("--dtype", build_args.dtype, "state storage: fp32, fp16, bf16 or int8")->capture_default_str();
+  b->add_option("--batch-size", build_args.batch_size, "windows per forward pass")->capture_default_str();
+  b->add_option("--gzip", build_args.gzip, "gzip level 0-9 (0: raw; compression rarely pays for states)")->capture_default_str();
+  b->add_option("--shard-index", build_args.shard_index, "this job's shard (default: SLURM_ARRAY_TASK_ID)");
+  b->add_option("--num-shards", build_args.num_shards, "number of shards (default: SLURM_ARRAY_TASK_COUNT, else 1)");
+  b->callback([&] { build(build_args); });
+
+  std::string info_path;
+  bool info_json = false;
+  auto* i = app.add_subcommand("info", "Print a cache's metadata, counts and size");
+  i->add_option("cache", info_path, "cache file or merged index")->required();
+  i->add_flag("--json", info_json, "machine-readable output");
+  i->callback([&] {
+    auto reader = deformer::cache::CacheReader::open(info_path);
+    auto j = describe(*reader, info_path);
+    if (info_json) {
+      std::cout << j.dump() << std::endl;
+    } else {
+      for (const auto& [key, value] : j.items())
+        std::cout << key << ": " << (value.is_string() ? value.get<std::string>() : value.dump()) << "\n";
+    }
+  });
+
+  std::string merge_out;
+  std::vector<std::string> merge_inputs;
+  auto* m = app.add_subcommand("merge", "Write an index over shard caches; readers then see one cache");
+  m->add_option("--out", merge_out, "index file to write (JSON)")->required();
+  m->add_option("shards", merge_inputs, "shard cache files")->required();
+  m->callback([&] {
+    deformer::cache::merge_shards(merge_out, merge_inputs);
+    std::cout << "wrote " << merge_out << " over " << merge_inputs.size() << " shards" << std::endl;
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const Interrupted& e) {
+    std::cerr << "\ndeformer-cache: " << e.what() << std::endl;
+    return 130;
+  } catch (const std::exception& e) {
+    std::cerr << "deformer-cache: error: " << e.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}
