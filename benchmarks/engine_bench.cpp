@@ -84,8 +84,16 @@ void BM_Deformer(benchmark::State& state) {
   set_counters(state, batch);
 }
 
-BENCHMARK(BM_Full)->ArgName("batch")->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Deformer)->ArgNames({"batch", "k"})->Args({1, 9})->Args({8, 9})->Unit(benchmark::kMillisecond)->UseRealTime();
+// Batches 32 and 256 are for GPUs (select with --benchmark_filter on a CPU).
+BENCHMARK(BM_Full)->ArgName("batch")->Arg(1)->Arg(8)->Arg(32)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Deformer)
+    ->ArgNames({"batch", "k"})
+    ->Args({1, 9})
+    ->Args({8, 9})
+    ->Args({32, 9})
+    ->Args({256, 9})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

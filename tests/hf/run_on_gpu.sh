@@ -40,4 +40,25 @@ for setting in "top1:--top-k 1" "top3:--top-k 3" "impossible:--top-k 1 --handle-
     --questions $work/questions.jsonl ${setting#*:} > $work/got-${setting%%:*}.jsonl 2>> "$OUT/hf-pipeline.log"
 done
 python3 tests/hf/bert_hf_pipeline_parity.py compare --work $work 2>&1 | tee -a "$OUT/hf-pipeline.log"
+step "tokenizer goldens with transformers (sha256 of the uncompressed lines vs the committed npm-made goldens)"
+for case in uncased cased; do
+  python3 tests/golden/make_tokenizer_goldens_hf.py .gpu/data/squad/dev-v1.1.json .gpu/data/tokenizers/bert-base-$case-vocab.txt \
+    $case /tmp/hf-$case.jsonl.gz > /tmp/tok-$case.log 2>&1 || tail -5 /tmp/tok-$case.log
+  echo "$case transformers $(zcat /tmp/hf-$case.jsonl.gz | sha256sum | cut -c1-64) committed $(zcat tests/golden/wordpiece-bert-base-$case.jsonl.gz | sha256sum | cut -c1-64)" | tee -a "$OUT/tokenizer-goldens.log"
+done
+
+step "speed: BERT-base shape, random weights"
+scripts/make-bench-model.sh /tmp/bert-base.pt .gpu/data > /dev/null
+for dtype in fp16 fp32; do
+  DEFORMER_BENCH_MODEL=/tmp/bert-base.pt DEFORMER_BENCH_DEVICE=cuda DEFORMER_BENCH_DTYPE=$dtype build-gpu/benchmarks/engine_bench \
+    --benchmark_min_time=1 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+    --benchmark_out="$OUT/engine-h100-bert-base-$dtype.json" --benchmark_out_format=json 2>&1 | grep -E "median" | tee -a "$OUT/speed.log"
+done
+
+step "cache build on the GPU: the SQuAD dev set (2,067 contexts) per storage dtype, BERT-base k=9"
+for dtype in fp32 fp16 bf16 int8; do
+  build-gpu/tools/deformer-cache build --model /tmp/bert-base.pt --k 9 --device cuda --compute-dtype fp16 --batch-size 256 \
+    --input .gpu/data/squad/dev-v1.1.json --out /tmp/dev-$dtype.h5 --dtype $dtype 2>&1 | tail -1 | tee -a "$OUT/cache-gpu.log"
+  rm -f /tmp/dev-$dtype.h5
+done
 exit $rc_ctest
