@@ -89,7 +89,11 @@ def reference(args):
                 else:
                     merged[key] = dict(a)
             ranked = sorted(merged.values(), key=lambda a: a["score"], reverse=True)
-            outputs[name].write(json.dumps({"id": q["id"], "answers": ranked[:top_k],
+            windows = []
+            for i in range(n):  # each window's context as [first char, last char) for diagnosis
+                offs = [o for o, sid in zip(enc.encodings[i].offsets, enc.sequence_ids(i)) if sid == 1]
+                windows.append([offs[0][0], offs[-1][1], len(offs)])
+            outputs[name].write(json.dumps({"id": q["id"], "answers": ranked[:top_k], "windows": windows,
                                             "runner_up": ranked[1]["score"] if len(ranked) > 1 else None}) + "\n")
     for f in outputs.values():
         f.close()
@@ -119,7 +123,7 @@ def compare(args):
                 same += 1
                 worst = max([worst] + [abs(a["score"] - b["score"]) for a, b in zip(ref, g)])
             elif len(mismatches) < 3:
-                mismatches.append((e["id"], ref[:2], g[:2]))
+                mismatches.append((e["id"], ref[:2], g[:2], e.get("windows")))
         print("%-10s %d questions, %d decisive, %d with identical answers and offsets, max |score diff| %.2e"
               % (name, len(expected), decisive, same, worst))
         for m in mismatches:

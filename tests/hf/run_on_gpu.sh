@@ -33,10 +33,10 @@ for dev in cpu cuda; do
 done
 step "hf question-answering semantics (full mode)"
 work=/tmp/hf-pipeline
-python3 tests/hf/bert_hf_pipeline_parity.py reference --checkpoint /tmp/hf/hf-safetensors \
+python3 tests/hf/bert_hf_pipeline_parity.py reference --checkpoint /tmp/hf/hf-sharp \
   --squad .gpu/data/squad/dev-v1.1.json.zip --work $work --count 500 2>&1 | tail -2 | tee "$OUT/hf-pipeline.log"
 for setting in "top1:--top-k 1" "top3:--top-k 3" "impossible:--top-k 1 --handle-impossible-answer"; do
-  build-gpu/tools/deformer-qa ask --model /tmp/hf/exported-safetensors.pt --mode full --device cuda \
+  build-gpu/tools/deformer-qa ask --model /tmp/hf/exported-sharp.pt --mode full --device cuda \
     --questions $work/questions.jsonl ${setting#*:} > $work/got-${setting%%:*}.jsonl 2>> "$OUT/hf-pipeline.log"
 done
 python3 tests/hf/bert_hf_pipeline_parity.py compare --work $work 2>&1 | tee -a "$OUT/hf-pipeline.log"
@@ -65,6 +65,12 @@ for dtype in fp32 fp16 bf16 int8; do
 done
 fi
 if phase checks; then
+step "debug: crashes seen on this machine"
+for t in "squad_test SquadErrors.MissingFileIsARuntimeErrorNamingThePath" "cache_test CacheTest.Fp32RoundTripIsExact" "tokenizer_test SentencePiece.*"; do
+  set -- $t
+  timeout 60 cuda-gdb -batch -ex run -ex bt --args build-gpu/tests/$1 --gtest_filter=$2 > "$OUT/debug-$1.log" 2>&1
+  grep -E "^#|signal|what\(\)|error" "$OUT/debug-$1.log" | head -12
+done
 step "ctest (CPU and CUDA tests; the whole-dev-set CLI runs are CPU work that CI covers)"
 (cd build-gpu && OMP_NUM_THREADS=2 timeout ${CTEST_SECONDS:-240} ctest --output-on-failure -j 8 --timeout 200 \
    -E "cli_eval_dev_v11|cli_eval_cached_equals_raw|tokenizer_fuzz") > "$OUT/ctest.log" 2>&1; rc_ctest=$?
