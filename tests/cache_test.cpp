@@ -147,10 +147,10 @@ class CacheTest : public ::testing::Test {
     dir_ = fs::temp_directory_path() /
            ("deformer-cache-test-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    deformer::testing::remove_tree(dir_.string());
     fs::create_directories(dir_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { deformer::testing::remove_tree(dir_.string()); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   std::vector<std::string> files() const {
     std::vector<std::string> names;

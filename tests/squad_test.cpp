@@ -37,10 +37,7 @@ class TempDir {
     path_ = std::filesystem::temp_directory_path() / ("deformer_squad_test_" + std::to_string(::getpid()));
     std::filesystem::create_directories(path_);
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
+  ~TempDir() { deformer::testing::remove_tree(path_.string()); }
   std::string write(const std::string& name, const std::string& content) const {
     const auto file = (path_ / name).string();
     std::ofstream(file, std::ios::binary) << content;

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <ftw.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -25,6 +28,13 @@ inline bool running_in_ci() {
 }
 
 inline std::string fixture(const std::string& name) { return std::string(DEFORMER_FIXTURES) + "/" + name; }
+
+// Removes a directory tree. Not std::filesystem::remove_all: PyTorch's pip LibTorch exports its own copy of
+// that symbol, which crashed (null call) when it won the symbol lookup in test programs on the GPU machine.
+inline void remove_tree(const std::string& path) {
+  ::nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+         FTW_DEPTH | FTW_PHYS);
+}
 
 }  // namespace deformer::testing
 

@@ -101,6 +101,10 @@ def reference(args):
 
 
 def compare(args):
+    contexts = {}
+    for line in open(os.path.join(args.work, "questions.jsonl")):
+        q = json.loads(line)
+        contexts[q["id"]] = q["context"]
     ok = True
     for name in SETTINGS:
         expected = [json.loads(l) for l in open(os.path.join(args.work, "expected-%s.jsonl" % name))]
@@ -108,12 +112,18 @@ def compare(args):
         for line in open(os.path.join(args.work, "got-%s.jsonl" % name)):
             item = json.loads(line)
             got[item["id"]] = item["answers"]
-        decisive = same = 0
+        decisive = same = truncated = 0
         worst = 0.0
         mismatches = []
         for e in expected:
             g = got.get(e["id"], [])
             ref = e["answers"]
+            # Hugging Face's overflowing windows can stop short of the context's end (tokenizers 0.23 gave a second
+            # window of 144 tokens where 174 remained): its answers then come from less text than libdeformer's
+            # windows, which always reach the end. Such questions are counted, not compared.
+            if e["windows"][-1][1] < len(contexts[e["id"]].rstrip()):
+                truncated += 1
+                continue
             # Decisive: the top two reference scores differ by more than 1e-4 (otherwise the order is a coin toss).
             if e["runner_up"] is not None and ref[0]["score"] - e["runner_up"] <= 1e-4:
                 continue
@@ -124,8 +134,8 @@ def compare(args):
                 worst = max([worst] + [abs(a["score"] - b["score"]) for a, b in zip(ref, g)])
             elif len(mismatches) < 3:
                 mismatches.append((e["id"], ref[:2], g[:2], e.get("windows")))
-        print("%-10s %d questions, %d decisive, %d with identical answers and offsets, max |score diff| %.2e"
-              % (name, len(expected), decisive, same, worst))
+        print("%-10s %d questions, %d where HF's windows miss the context's end, %d decisive, %d with identical "
+              "answers and offsets, max |score diff| %.2e" % (name, len(expected), truncated, decisive, same, worst))
         for m in mismatches:
             print("  mismatch", m)
         ok = ok and decisive > 0 and same == decisive and worst <= 1e-4
