@@ -21,7 +21,7 @@ int default_split(const Model& model, int k) { return k < 0 ? model.config().num
 std::string tokenizer_hash(const Model& model) {
   const auto& c = model.config();
   const uint64_t h = cache::fnv1a64(c.tokenizer_type + (c.do_lower_case ? "\nlower\n" : "\ncased\n") + model.vocabulary());
-  char hex[24];
+  char hex[32];
   std::snprintf(hex, sizeof hex, "fnv1a64:%016" PRIx64, h);
   return hex;
 }
