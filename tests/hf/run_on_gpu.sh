@@ -64,7 +64,7 @@ for dtype in fp32 fp16 bf16 int8; do
   rm -f /tmp/dev-$dtype.h5
 done
 fi
-if phase checks; then
+if phase checks || phase suite; then
 step "debug: crashes seen on this machine"
 for t in "squad_test SquadErrors.MissingFileIsARuntimeErrorNamingThePath" "cache_test CacheTest.Fp32RoundTripIsExact" "tokenizer_test SentencePiece.*"; do
   set -- $t
