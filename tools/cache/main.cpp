@@ -38,20 +38,11 @@ struct Input {
 };
 
 void read_jsonl(std::istream& in, const std::string& name, const std::function<void(Document&&)>& emit) {
-  std::string line;
-  for (size_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = name + ":" + std::to_string(number);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw std::invalid_argument(where + ": not valid JSON (" + e.what() + ")");
-    }
+  for_each_json_line(in, name, [&](const nlohmann::json& j, const std::string& where) {
     if (!j.is_object() || !j.contains("id") || !j.contains("text") || !j["text"].is_string())
       throw std::invalid_argument(where + ": expected {\"id\": ..., \"text\": \"...\"}");
     emit({j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump(), j["text"].get<std::string>()});
-  }
+  });
 }
 
 Input open_input(const std::string& path) {

@@ -45,6 +45,22 @@ nlohmann::json to_json(const Answer& a) {
   return {{"answer", a.answer}, {"score", a.score}, {"start", a.start}, {"end", a.end}, {"doc", a.doc}};
 }
 
+void for_each_json_line(std::istream& in, const std::string& name,
+                        const std::function<void(const nlohmann::json&, const std::string&)>& line) {
+  std::string text;
+  for (size_t number = 1; std::getline(in, text); ++number) {
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = name + ":" + std::to_string(number);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::invalid_argument(where + ": not valid JSON (" + e.what() + ")");
+    }
+    line(j, where);
+  }
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read '" + path + "'");

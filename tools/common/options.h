@@ -2,6 +2,8 @@
 // Options and helpers shared by the deformer-qa subcommands.
 #include <CLI/CLI.hpp>
 
+#include <functional>
+#include <istream>
 #include <memory>
 #include <string>
 
@@ -34,6 +36,11 @@ void add_reader_options(CLI::App* cmd, ReaderArgs& args);
 ReaderOptions reader_options(const ReaderArgs& args);
 
 nlohmann::json to_json(const Answer& answer);
+
+// Calls `line` for each non-blank JSONL line of `in` with the parsed value and its place ("name:number"), so
+// that errors can name it; a line that is not JSON throws std::invalid_argument naming the place.
+void for_each_json_line(std::istream& in, const std::string& name,
+                        const std::function<void(const nlohmann::json&, const std::string&)>& line);
 // Whole file as a string; std::runtime_error naming the path when it cannot be read.
 std::string read_file(const std::string& path);
 

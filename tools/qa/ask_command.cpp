@@ -32,16 +32,9 @@ std::unique_ptr<cache::CacheReader> open_cache(const std::string& path, const Mo
 
 // One JSONL line of --questions: {"id", "question", "context"}, or {"id", "question", "doc"} with a cache.
 void answer_lines(const Reader& reader, const cache::CacheReader* cache, std::istream& in, const std::string& name) {
-  std::string line;
-  for (size_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = name + ":" + std::to_string(number);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw std::invalid_argument(where + ": not valid JSON (" + e.what() + ")");
-    }
+  size_t number = 0;
+  for_each_json_line(in, name, [&](const nlohmann::json& j, const std::string& where) {
+    ++number;
     if (!j.is_object() || !j.contains("question") || !j["question"].is_string())
       throw std::invalid_argument(where + ": expected an object with a string \"question\"");
     const bool cached = j.contains("doc") && j["doc"].is_string();
@@ -60,7 +53,7 @@ void answer_lines(const Reader& reader, const cache::CacheReader* cache, std::is
     nlohmann::json out = {{"id", id}, {"answers", nlohmann::json::array()}};
     for (const auto& a : answers) out["answers"].push_back(to_json(a));
     std::cout << out.dump() << "\n";
-  }
+  });
 }
 
 }  // namespace
