@@ -206,13 +206,7 @@ int main(int argc, char** argv) {
   i->add_flag("--json", info_json, "machine-readable output");
   i->callback([&] {
     auto reader = deformer::cache::CacheReader::open(info_path);
-    auto j = describe(*reader, info_path);
-    if (info_json) {
-      std::cout << j.dump() << std::endl;
-    } else {
-      for (const auto& [key, value] : j.items())
-        std::cout << key << ": " << (value.is_string() ? value.get<std::string>() : value.dump()) << "\n";
-    }
+    print_facts(describe(*reader, info_path), info_json);
   });
 
   std::string merge_out;

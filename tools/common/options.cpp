@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <stdexcept>
 
@@ -59,6 +60,15 @@ void for_each_json_line(std::istream& in, const std::string& name,
     }
     line(j, where);
   }
+}
+
+void print_facts(const nlohmann::json& facts, bool as_json) {
+  if (as_json) {
+    std::cout << facts.dump() << std::endl;
+    return;
+  }
+  for (const auto& [key, value] : facts.items())
+    std::cout << key << ": " << (value.is_string() ? value.get<std::string>() : value.dump()) << "\n";
 }
 
 std::string read_file(const std::string& path) {

@@ -37,6 +37,9 @@ ReaderOptions reader_options(const ReaderArgs& args);
 
 nlohmann::json to_json(const Answer& answer);
 
+// Prints an object of facts (the info commands): one JSON line, or "key: value" lines for people.
+void print_facts(const nlohmann::json& facts, bool as_json);
+
 // Calls `line` for each non-blank JSONL line of `in` with the parsed value and its place ("name:number"), so
 // that errors can name it; a line that is not JSON throws std::invalid_argument naming the place.
 void for_each_json_line(std::istream& in, const std::string& name,

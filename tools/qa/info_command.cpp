@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "options.h"
 #include "deformer/model.h"
 
 namespace deformer::cli {
@@ -36,11 +37,7 @@ void add_info_command(CLI::App& app) {
                         {"document_block", c.document_block},
                         {"window_stride", c.window_stride},
                         {"content_hash", model->content_hash()}};
-    if (options->json) {
-      std::cout << j.dump() << std::endl;
-      return;
-    }
-    for (const auto& [key, value] : j.items()) std::cout << key << ": " << (value.is_string() ? value.get<std::string>() : value.dump()) << "\n";
+    print_facts(j, options->json);
   });
 }
 
