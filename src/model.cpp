@@ -127,7 +127,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
       throw std::runtime_error("'" + path + "' lacks the method '" + std::string(method) + "'");
 
   impl->module.eval();
-  if (impl->dtype != c10::kFloat) impl->module.to(impl->dtype);
+  impl->module.to(impl->dtype);  // also widens weights stored as fp16 (export --storage-dtype fp16)
   for (const auto& p : impl->module.parameters()) impl->parameter_count += p.numel();
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }

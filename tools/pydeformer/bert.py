@@ -3,8 +3,8 @@
 This is the one model definition of the project: the exporter scripts it into the model file, the reference
 scripts run it eagerly, and training (tools/train) fine-tunes it. Numerics follow Hugging Face's
 BertForQuestionAnswering (post-LayerNorm blocks, erf GELU unless the config says otherwise, additive key
-mask); dropout is absent because the module is for inference and for training with dropout added by the
-caller where needed.
+mask). Dropout is off (probability 0) unless training sets it with `set_dropout`; it is never active in
+eval mode, so exported files and inference are unaffected.
 
 TorchScript constraints (torch 1.13 must script it, LibTorch 2.x must load it): no torch.finfo, no
 f-strings in scripted code, ModuleList only iterated, never indexed by a runtime value.
@@ -61,11 +61,12 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(c.max_position_embeddings, c.hidden_size)
         self.token_type = nn.Embedding(c.type_vocab_size, c.hidden_size)
         self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.dropout: float = 0.0
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
                 position_ids: torch.Tensor) -> torch.Tensor:
         x = self.word(input_ids) + self.token_type(token_type_ids) + self.position(position_ids)
-        return self.norm(x)
+        return torch.nn.functional.dropout(self.norm(x), self.dropout, self.training)
 
 
 class Layer(nn.Module):
@@ -84,6 +85,7 @@ class Layer(nn.Module):
         self.intermediate = nn.Linear(h, c.intermediate_size)
         self.output = nn.Linear(c.intermediate_size, h)
         self.output_norm = nn.LayerNorm(h, eps=c.layer_norm_eps)
+        self.dropout: float = 0.0
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.size(0), x.size(1), self.num_heads, self.head_dim).transpose(1, 2)
@@ -93,9 +95,11 @@ class Layer(nn.Module):
         k = self._heads(self.key(x))
         v = self._heads(self.value(x))
         scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale + additive_mask
-        context = torch.matmul(torch.softmax(scores, dim=-1), v)
+        probabilities = torch.nn.functional.dropout(torch.softmax(scores, dim=-1), self.dropout, self.training)
+        context = torch.matmul(probabilities, v)
         context = context.transpose(1, 2).reshape(x.size(0), x.size(1), x.size(2))
-        x = self.attention_norm(self.attention_output(context) + x)
+        attended = torch.nn.functional.dropout(self.attention_output(context), self.dropout, self.training)
+        x = self.attention_norm(attended + x)
         h = self.intermediate(x)
         if self.activation == 0:
             h = torch.nn.functional.gelu(h)
@@ -103,7 +107,7 @@ class Layer(nn.Module):
             h = torch.nn.functional.gelu(h, approximate="tanh")
         else:
             h = torch.relu(h)
-        return self.output_norm(self.output(h) + x)
+        return self.output_norm(torch.nn.functional.dropout(self.output(h), self.dropout, self.training) + x)
 
 
 class BertQA(nn.Module):
@@ -116,6 +120,13 @@ class BertQA(nn.Module):
         self.embeddings = Embeddings(c)
         self.layers = nn.ModuleList([Layer(c) for _ in range(c.num_hidden_layers)])
         self.qa_outputs = nn.Linear(c.hidden_size, 2)
+
+    @torch.jit.ignore
+    def set_dropout(self, probability: float) -> None:
+        """Hugging Face's hidden and attention dropout, for training only."""
+        self.embeddings.dropout = probability
+        for layer in self.layers:
+            layer.dropout = probability
 
     @torch.jit.export
     def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,

@@ -45,7 +45,7 @@ def export_checkpoint(args) -> dict:
     model = BertQA(config)
     model.load_state_dict(map_hf_state(config, state))
     return write_model_file(model, config, vocab, _lower_case(args, vocab, args.checkpoint), args.out,
-                            source=os.path.abspath(args.checkpoint))
+                            source=os.path.abspath(args.checkpoint), storage_dtype=args.storage_dtype)
 
 
 def export_random(args) -> dict:
@@ -59,7 +59,7 @@ def export_random(args) -> dict:
     model = BertQA(config)
     init_random(model, config, args.seed)
     return write_model_file(model, config, vocab, _lower_case(args, vocab), args.out,
-                            source="random-init seed %d" % args.seed)
+                            source="random-init seed %d" % args.seed, storage_dtype=args.storage_dtype)
 
 
 def main(argv=None) -> int:
@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (with --random-init)")
     parser.add_argument("--lower-case", choices=("yes", "no"), default=None,
                         help="tokenizer lower-casing (default: tokenizer_config.json, else guessed from the vocab)")
+    parser.add_argument("--storage-dtype", choices=("fp32", "fp16"), default="fp32",
+                        help="how weights are stored in the file (computation dtype is chosen when loading)")
     args = parser.parse_args(argv)
     if args.random_init == bool(args.checkpoint):
         parser.error("give either a checkpoint directory or --random-init")

@@ -30,6 +30,8 @@ DEFAULT_LAYOUT = {
     "max_question_len": 64,
 }
 
+STORAGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
 SUPPORTED_ARCHITECTURES = ("BertForQuestionAnswering",)
 
 
@@ -69,6 +71,27 @@ def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
         t = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
         tensors[name] = t.reshape(entry["shape"]).clone()
     return tensors
+
+
+def write_safetensors(tensors: Dict[str, torch.Tensor], path: str) -> None:
+    """Writes tensors in the layout read_safetensors reads (and the safetensors package, and transformers)."""
+    names = {v: k for k, v in _SAFETENSORS_DTYPES.items()}
+    header = {}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        raw = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)  # the format pads the header so that tensor data stays aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for raw in blobs:
+            f.write(raw)
 
 
 def read_torch_bin(path: str) -> Dict[str, torch.Tensor]:
@@ -155,9 +178,14 @@ def content_hash(config: Dict, vocab: bytes, state: Dict[str, torch.Tensor]) -> 
 
 
 def write_model_file(model: BertQA, bert_config: BertConfig, vocab: bytes, do_lower_case: bool, out: str,
-                     source: str, layout: Optional[Dict] = None) -> Dict:
-    """Scripts the model and writes it atomically (temporary file, then rename). Returns the embedded config."""
-    model = model.eval()
+                     source: str, layout: Optional[Dict] = None, storage_dtype: str = "fp32") -> Dict:
+    """Scripts the model and writes it atomically (temporary file, then rename). Returns the embedded config.
+
+    storage_dtype fp16 halves the file (for bundling); the loader converts weights to the compute dtype, and the
+    content hash covers the stored values."""
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ExportError("unknown storage dtype %s (expected %s)" % (storage_dtype, ", ".join(STORAGE_DTYPES)))
+    model = model.eval().to(STORAGE_DTYPES[storage_dtype])
     state = model.state_dict()
     config = {
         "format": FORMAT_NAME,
@@ -169,6 +197,7 @@ def write_model_file(model: BertQA, bert_config: BertConfig, vocab: bytes, do_lo
         "layout": dict(layout or DEFAULT_LAYOUT),
         "source": source,
         "exported_with_torch": torch.__version__,
+        "storage_dtype": storage_dtype,
     }
     digest = content_hash(config, vocab, state)
     config["content_hash"] = digest
@@ -203,5 +232,5 @@ def load_model_file(path: str) -> Tuple[BertQA, Dict, str]:
     if isinstance(vocab, bytes):
         vocab = vocab.decode("utf-8")
     model = BertQA(BertConfig(config["bert"]))
-    model.load_state_dict(scripted.state_dict())
+    model.load_state_dict({k: v.to(torch.float32) for k, v in scripted.state_dict().items()})
     return model.eval(), config, vocab

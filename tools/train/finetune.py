@@ -1,0 +1,260 @@
+"""Extractive-QA fine-tuning on SQuAD: the full-layout teacher, or a DeFormer student (decomposed at k) with the
+paper's loss gamma*CE + alpha*KD + beta*LRS (KD: temperature-T KL(teacher || student) over start and end
+distributions, times T^2; LRS: mean squared error between the student's and the teacher's upper-layer states).
+With --epochs 0 it only evaluates --init in the chosen layout (the zero-shot row of the results table).
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+from . import checkpoint
+from .common import Log, autocast, finite, optimizer, pick_device, seed_everything, warmup_linear
+from .data import load_compressed, read_squad
+from .squad_features import Squad, decode
+
+MASKED = -1e4
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return logits.float().masked_fill(mask == 0, MASKED)
+
+
+def full_forward(model, ids, types, positions, mask, collect_from=None):
+    """Logits [B, T, 2] of the joint pass; with collect_from=k also the outputs of layers k..n-1."""
+    hidden = model.embed(ids, types, positions)
+    states = []
+    for i in range(model.num_layers):
+        hidden = model.encode(hidden, mask, i, i + 1)
+        if collect_from is not None and i >= collect_from:
+            states.append(hidden)
+    return model.qa_logits(hidden), states
+
+
+def deformer_forward(model, ids, types, positions, mask, split_at: int, k: int, collect=False):
+    """Lower k layers on the question block and the document block separately, upper layers on both."""
+    q = model.encode(model.embed(ids[:, :split_at], types[:, :split_at], positions[:, :split_at]),
+                     mask[:, :split_at], 0, k)
+    d = model.encode(model.embed(ids[:, split_at:], types[:, split_at:], positions[:, split_at:]),
+                     mask[:, split_at:], 0, k)
+    hidden = torch.cat([q, d], dim=1)
+    states = []
+    for i in range(k, model.num_layers):
+        hidden = model.encode(hidden, mask, i, i + 1)
+        if collect:
+            states.append(hidden)
+    return model.qa_logits(hidden), states
+
+
+def forward(model, rows, index, device, layout: str, k: int, collect=False):
+    take = lambda t: t[index].to(device, non_blocking=True)
+    ids, types, positions, mask = (take(rows.input_ids), take(rows.token_type_ids), take(rows.position_ids),
+                                   take(rows.attention_mask))
+    if layout == "full":
+        logits, states = full_forward(model, ids, types, positions, mask)
+    else:
+        logits, states = deformer_forward(model, ids, types, positions, mask, rows.split_at, k, collect)
+    return logits, states, mask
+
+
+def distillation(student_logits, student_states, mask, teacher, rows, index, device, k, temperature):
+    """(KD, LRS) against the teacher run on the same (question, window) pairs in the full layout."""
+    t = {name: v[index].to(device, non_blocking=True) for name, v in rows.teacher_rows.items()}
+    with torch.no_grad():
+        t_logits, t_states = full_forward(teacher, t["input_ids"], t["token_type_ids"], t["position_ids"],
+                                          t["attention_mask"], collect_from=k)
+    where = t["map"]
+    gathered = torch.gather(t_logits.float(), 1, where[:, :, None].expand(-1, -1, 2))
+    kd = 0.0
+    for side in range(2):
+        s = torch.log_softmax(masked_logits(student_logits[:, :, side], mask) / temperature, dim=-1)
+        p = torch.softmax(masked_logits(gathered[:, :, side], mask) / temperature, dim=-1)
+        kd = kd + torch.nn.functional.kl_div(s, p, reduction="batchmean") * temperature ** 2 / 2
+    weights = mask.float()[:, :, None]
+    lrs = 0.0
+    for s_state, t_state in zip(student_states, t_states):
+        t_aligned = torch.gather(t_state.float(), 1, where[:, :, None].expand(-1, -1, t_state.size(-1)))
+        lrs = lrs + (((s_state.float() - t_aligned) ** 2) * weights).sum() / (weights.sum() * s_state.size(-1))
+    return kd, lrs / max(1, len(student_states))
+
+
+def training_rows(train, args, questions, distil, log):
+    """Rows for training, kept next to the data file: building them in Python takes a while, and every run of a
+    sweep over k and losses uses the same ones."""
+    cache = "%s.rows-%s%s-%d.pt" % (args.train, args.layout, "-teacher" if distil else "", len(questions))
+    if os.path.isfile(cache):
+        log("rows from %s" % cache)
+        return torch.load(cache)
+    rows = train.full_rows(questions) if args.layout == "full" else train.deformer_rows(questions, distil)
+    torch.save(rows, cache + ".tmp")
+    os.replace(cache + ".tmp", cache)
+    return rows
+
+
+def evaluate(model, squad, texts, rows, device, layout, k, batch_size=512):
+    model.eval()
+    starts, ends = [], []
+    with torch.no_grad(), autocast(device):
+        for first in range(0, len(rows.question), batch_size):
+            index = torch.arange(first, min(first + batch_size, len(rows.question)))
+            logits, _, _ = forward(model, rows, index, device, layout, k)
+            starts.append(logits[:, :, 0].float().cpu())
+            ends.append(logits[:, :, 1].float().cpu())
+    model.train()
+    return decode(rows, torch.cat(starts), torch.cat(ends), squad, texts)
+
+
+def squad_f1(predictions, dev_json):
+    """Quick official-metric scores for progress lines; the reported numbers come from `deformer-qa score`."""
+    import collections
+    import re
+    import string
+
+    def normalise(s):
+        s = "".join(ch for ch in s.lower() if ch not in set(string.punctuation))
+        s = re.sub(r"\b(a|an|the)\b", " ", s)
+        return " ".join(s.split())
+
+    def f1(prediction, truth):
+        p, t = normalise(prediction).split(), normalise(truth).split()
+        common = collections.Counter(p) & collections.Counter(t)
+        same = sum(common.values())
+        if same == 0:
+            return 0.0
+        precision, recall = same / len(p), same / len(t)
+        return 2 * precision * recall / (precision + recall)
+
+    em = f = n = 0
+    for article in dev_json["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                if qa["id"] not in predictions:
+                    continue
+                truths = [a["text"] for a in qa["answers"]]
+                pred = predictions[qa["id"]]
+                em += max(float(normalise(pred) == normalise(t)) for t in truths)
+                f += max(f1(pred, t) for t in truths)
+                n += 1
+    return 100 * em / max(n, 1), 100 * f / max(n, 1), n
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="train.finetune", description=__doc__.splitlines()[0])
+    parser.add_argument("--init", required=True, help="Hugging Face checkpoint directory to start from")
+    parser.add_argument("--train", help="squad-train.pt.xz from train.data squad")
+    parser.add_argument("--dev", required=True, help="squad-dev.pt.xz from train.data squad")
+    parser.add_argument("--dev-json", required=True, help="the dev set itself (answer texts, contexts)")
+    parser.add_argument("--layout", choices=("full", "deformer"), default="full")
+    parser.add_argument("--k", type=int, default=0, help="deformer layout: layers run separately")
+    parser.add_argument("--teacher", help="full-layout checkpoint for KD and LRS (deformer layout)")
+    parser.add_argument("--alpha", type=float, default=1.0, help="weight of KD (with --teacher)")
+    parser.add_argument("--beta", type=float, default=1.0, help="weight of LRS (with --teacher)")
+    parser.add_argument("--gamma", type=float, default=1.0, help="weight of the answer cross-entropy")
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--epochs", type=float, default=2.0, help="0: evaluate only")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--warmup-fraction", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--max-train-questions", type=int, default=0, help="0: all")
+    parser.add_argument("--max-dev-questions", type=int, default=0, help="0: all")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", help="checkpoint directory to write (when training)")
+    parser.add_argument("--predictions", help="dev predictions JSON to write")
+    parser.add_argument("--log", help="also append progress lines here")
+    args = parser.parse_args(argv)
+    if args.layout == "deformer" and args.teacher is None and (args.alpha or args.beta) and args.epochs > 0:
+        args.alpha = args.beta = 0.0  # plain fine-tuning: no teacher, cross-entropy only
+
+    seed_everything(args.seed)
+    device = pick_device(args.device)
+    log = Log(args.log)
+    model, config, _ = checkpoint.load(args.init)
+    if args.layout == "deformer" and not 0 <= args.k <= config.num_hidden_layers:
+        raise SystemExit("train.finetune: --k %d outside 0..%d" % (args.k, config.num_hidden_layers))
+    vocab_path = os.path.join(args.init, "vocab.txt")
+    vocab = open(vocab_path, encoding="utf-8").read().splitlines()
+    special = {t: vocab.index(t) for t in ("[PAD]", "[CLS]", "[SEP]")}
+    model.to(device)
+
+    dev = Squad(load_compressed(args.dev), special)
+    dev_json = read_squad(args.dev_json)
+    texts = [p["context"] for a in dev_json["data"] for p in a["paragraphs"]]
+    dev_questions = range(len(dev.questions)) if not args.max_dev_questions else range(args.max_dev_questions)
+    dev_rows = dev.full_rows(dev_questions) if args.layout == "full" else dev.deformer_rows(dev_questions)
+    what = "%s layout%s" % (args.layout, " k=%d" % args.k if args.layout == "deformer" else "")
+
+    result = {"init": args.init, "layout": args.layout, "k": args.k if args.layout == "deformer" else None}
+    if args.epochs > 0:
+        train = Squad(load_compressed(args.train), special)
+        questions = range(len(train.questions) if not args.max_train_questions else args.max_train_questions)
+        distil = args.layout == "deformer" and args.teacher is not None
+        rows = training_rows(train, args, questions, distil, log)
+        teacher = None
+        if distil:
+            teacher, _, _ = checkpoint.load(args.teacher)
+            teacher.to(device).eval()
+        total = int(len(rows.question) * args.epochs / args.batch_size)
+        log("%s: %d training rows, %d steps, %s" % (what, len(rows.question), total,
+            "KD+LRS alpha %g beta %g gamma %g T %g" % (args.alpha, args.beta, args.gamma, args.temperature)
+            if distil else "cross-entropy only"))
+        model.set_dropout(args.dropout)
+        model.train()
+        opt = optimizer(list(model.named_parameters()), args.lr, args.weight_decay)
+        generator = torch.Generator().manual_seed(args.seed)
+        order = torch.randperm(len(rows.question), generator=generator)
+        cursor = 0
+        first_loss = last_loss = None
+        for step in range(total):
+            if cursor + args.batch_size > len(order):
+                order, cursor = torch.randperm(len(rows.question), generator=generator), 0
+            index = order[cursor:cursor + args.batch_size]
+            cursor += args.batch_size
+            for group in opt.param_groups:
+                group["lr"] = args.lr * warmup_linear(step, total, max(1, int(total * args.warmup_fraction)))
+            with autocast(device):
+                logits, states, mask = forward(model, rows, index, device, args.layout, args.k, collect=distil)
+                labels = rows.labels[index].to(device)
+                ce = sum(torch.nn.functional.cross_entropy(masked_logits(logits[:, :, side], mask), labels[:, side])
+                         for side in range(2)) / 2
+                loss = args.gamma * ce
+                if distil:
+                    kd, lrs = distillation(logits, states, mask, teacher, rows, index, device, args.k,
+                                           args.temperature)
+                    loss = loss + args.alpha * kd + args.beta * lrs
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            last_loss = finite(loss.item()) if step % 50 == 0 or step == total - 1 else last_loss
+            first_loss = last_loss if first_loss is None else first_loss
+            if step % 200 == 0 or step == total - 1:
+                log("%s step %d/%d loss %.4f (ce %.4f%s)" % (what, step + 1, total, loss.item(), ce.item(),
+                    " kd %.4f lrs %.4f" % (kd.item(), lrs.item()) if distil else ""))
+        model.set_dropout(0.0)
+        result.update({"steps": total, "first_loss": first_loss, "last_loss": last_loss, "epochs": args.epochs,
+                       "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "teacher": args.teacher,
+                       "alpha": args.alpha, "beta": args.beta, "gamma": args.gamma, "temperature": args.temperature})
+        if args.out:
+            checkpoint.save(args.out, model.cpu(), config, vocab_path, extra=dict(result, stage="finetune"))
+            model.to(device)
+            log("wrote %s" % args.out)
+
+    predictions = evaluate(model, dev, texts, dev_rows, device, args.layout, args.k)
+    em, f1, n = squad_f1(predictions, dev_json)
+    result.update({"dev_questions": n, "quick_em": em, "quick_f1": f1})
+    log("%s dev: EM %.2f F1 %.2f over %d questions (quick metric)" % (what, em, f1, n))
+    if args.predictions:
+        with open(args.predictions, "w", encoding="utf-8") as f:
+            json.dump(predictions, f, ensure_ascii=False)
+        with open(args.predictions + ".meta.json", "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
