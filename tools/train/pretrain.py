@@ -139,6 +139,7 @@ def main(argv=None) -> int:
 
     model.train()
     run_start_step = step
+    rate_clock = 0.0
     while step < total:
         if args.minutes and log.elapsed() > args.minutes * 60:
             log("time budget reached at step %d of %d" % (step, total))
@@ -156,8 +157,10 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if step == run_start_step + 100 and step == 100 and args.minutes:
-            rate = 100 / log.elapsed()
+        if step == 100:
+            rate_clock = log.elapsed()  # after start-up and the first (slow) steps
+        if step == 400 and run_start_step == 0 and args.minutes:
+            rate = 300 / (log.elapsed() - rate_clock)
             fits = int(rate * (args.minutes * 60 - log.elapsed()) * 0.97) + step
             if fits < total:
                 total = fits

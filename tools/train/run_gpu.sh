@@ -24,7 +24,7 @@ case "${STAGE:?set STAGE}" in
 pretrain)
   python3 -m train.pretrain --corpus $T/corpus.pt.xz --vocab $T/vocab.txt --config tools/train/configs/small-bert.json \
     --out $T/mlm --work $T/pretrain-work --minutes "${MINUTES:-8}" --steps 60000 --batch-size 256 --seq-len 128 \
-    --lr 1e-3 --warmup 1000 --seed 1 2>&1 | tee -a "$OUT/train.log" | grep -E "step [0-9]*000/|held-out|wrote|schedule|resumed"
+    --lr 1e-3 --warmup 1500 --seed 1 2>&1 | tee -a "$OUT/train.log" | grep -E "step [0-9]*000/|held-out|wrote|schedule|resumed"
   pack mlm ;;
 teacher)
   python3 -m train.finetune "${common[@]}" --init $T/mlm --layout full --epochs "${EPOCHS:-2}" --batch-size 64 --lr 3e-4 \
