@@ -13,8 +13,13 @@ if(TARGET deformer_spm)
 endif()
 
 if(DEFORMER_PYTHON)
-  add_test(NAME python_exporter COMMAND ${DEFORMER_PYTHON} -m unittest discover -s ${CMAKE_CURRENT_SOURCE_DIR}/python -v)
+  add_test(NAME python_exporter COMMAND ${DEFORMER_PYTHON} -m unittest -v test_export
+           WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/python)
   set_tests_properties(python_exporter PROPERTIES ENVIRONMENT "PYTHONPATH=${PROJECT_SOURCE_DIR}/tools")
+  add_test(NAME python_train COMMAND ${DEFORMER_PYTHON} -m unittest -v test_train
+           WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/python)
+  set_tests_properties(python_train PROPERTIES
+    ENVIRONMENT "PYTHONPATH=${PROJECT_SOURCE_DIR}/tools;DEFORMER_QA=$<TARGET_FILE:deformer-qa>")
 endif()
 
 # Parity with the eager PyTorch reference on real SQuAD dev pairs: the reference script (tokenizing with

@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -7,8 +8,18 @@
 
 namespace deformer::cli {
 
+std::string bundled_model_path() {
+  if (const char* chosen = std::getenv("DEFORMER_MODEL"); chosen && *chosen) return chosen;
+  // An installed copy first; a build tree runs next to its sources.
+  if (std::ifstream(DEFORMER_BUNDLED_MODEL_INSTALLED).good()) return DEFORMER_BUNDLED_MODEL_INSTALLED;
+  return DEFORMER_BUNDLED_MODEL_SOURCE;
+}
+
 void add_model_options(CLI::App* cmd, ModelArgs& args, const std::string& dtype_flag) {
-  cmd->add_option("--model", args.model, "model file written by deformer-export")->required();
+  args.model = bundled_model_path();
+  cmd->add_option("--model", args.model,
+                  "model file written by deformer-export (default: $DEFORMER_MODEL, else the bundled "
+                  "models/squad-small-bert.pt)");
   cmd->add_option("--device", args.device, "cpu or cuda")->capture_default_str();
   cmd->add_option(dtype_flag, args.dtype, "compute dtype: fp32, fp16 or bf16")->capture_default_str();
   cmd->add_option("--threads", args.threads, "CPU threads (0: all cores)")->capture_default_str();

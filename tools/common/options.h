@@ -15,11 +15,13 @@
 namespace deformer::cli {
 
 struct ModelArgs {
-  std::string model;          // model file
+  std::string model;          // model file (default: bundled_model_path())
   std::string device = "cpu";  // cpu or cuda
   std::string dtype = "fp32";  // fp32, fp16 or bf16
   int threads = 0;             // CPU threads, 0 = all cores
 };
+// $DEFORMER_MODEL, else the bundled model (installed copy first, then the source tree's models/).
+std::string bundled_model_path();
 // `dtype_flag` names the compute-dtype option (deformer-cache keeps --dtype for the storage dtype).
 void add_model_options(CLI::App* cmd, ModelArgs& args, const std::string& dtype_flag = "--dtype");
 std::shared_ptr<const Model> load_model(const ModelArgs& args);

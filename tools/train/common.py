@@ -48,6 +48,10 @@ class Log:
         self.start = time.time()
         self.file = open(path, "a", encoding="utf-8") if path else None
 
+    def __del__(self):
+        if self.file:
+            self.file.close()
+
     def __call__(self, message: str) -> None:
         line = "[%7.1fs] %s" % (time.time() - self.start, message)
         print(line, flush=True)

@@ -86,7 +86,7 @@ def training_rows(train, args, questions, distil, log):
     cache = "%s.rows-%s%s-%d.pt" % (args.train, args.layout, "-teacher" if distil else "", len(questions))
     if os.path.isfile(cache):
         log("rows from %s" % cache)
-        return torch.load(cache)
+        return torch.load(cache, weights_only=False)  # our own file, written just before
     rows = train.full_rows(questions) if args.layout == "full" else train.deformer_rows(questions, distil)
     torch.save(rows, cache + ".tmp")
     os.replace(cache + ".tmp", cache)

@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mask-probability", type=float, default=0.15)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--save-every", type=int, default=1000)
+    parser.add_argument("--log-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
             if fits < total:
                 total = fits
                 log("%.1f steps/s: schedule shortened to %d steps to fit %.1f minutes" % (rate, total, args.minutes))
-        if step % 100 == 0 or step == total:
+        if step % args.log_every == 0 or step == 1 or step == total:
             log("step %d/%d loss %.4f acc %.3f lr %.2e" % (step, total, finite(loss.item()), accuracy.item(),
                                                             opt.param_groups[0]["lr"]))
         if step % args.save_every == 0:

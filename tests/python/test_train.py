@@ -1,0 +1,140 @@
+"""CPU smoke tests of every training stage (tools/train): a few steps on a tiny model, and the loss goes down.
+
+The data go through the real pipeline: the project's C++ tokenizer (`deformer-qa tokenize`, path in
+$DEFORMER_QA) over the sample documents and a hand-written SQuAD file about them."""
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import torch
+
+from pydeformer import vocab as vocab_builder
+from train import baseline, checkpoint, data, finetune, pretrain
+from train.squad_features import Squad
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCUMENTS = os.path.join(ROOT, "samples", "documents")
+DEFORMER_QA = os.environ.get("DEFORMER_QA", os.path.join(ROOT, "build", "tools", "deformer-qa"))
+TINY = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 64,
+        "hidden_act": "gelu", "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+        "pad_token_id": 0, "initializer_range": 0.02}
+
+
+@unittest.skipUnless(os.access(DEFORMER_QA, os.X_OK), "deformer-qa is not built at %s" % DEFORMER_QA)
+class TrainingStages(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="deformer-train-test-")
+        texts = {name: open(os.path.join(DOCUMENTS, name), encoding="utf-8").read() for name in os.listdir(DOCUMENTS)}
+        cls.vocab = os.path.join(cls.work, "vocab.txt")
+        with open(cls.vocab, "w", encoding="utf-8") as f:
+            f.write("".join(p + "\n" for p in vocab_builder.build(texts.values(), 400)))
+        cls.config = os.path.join(cls.work, "tiny.json")
+        with open(cls.config, "w") as f:
+            json.dump(TINY, f)
+        # every question's answer: a word span taken from its document, so answer_start is real
+        paragraphs = []
+        for i, name in enumerate(sorted(texts)):
+            context = texts[name].strip()
+            words = list(re.finditer(r"[A-Za-z]+", context))
+            qas = []
+            for j in range(4):
+                w = words[(7 * j + 3) % len(words)]
+                qas.append({"id": "q%d-%d" % (i, j), "question": "What comes after %s?" % words[(7 * j + 2) % len(words)].group(),
+                            "answers": [{"text": w.group(), "answer_start": w.start()}]})
+            paragraphs.append({"title": name, "paragraphs": [{"context": context, "qas": qas}]})
+        cls.squad_json = os.path.join(cls.work, "squad.json")
+        with open(cls.squad_json, "w", encoding="utf-8") as f:
+            json.dump({"version": "1.1", "data": paragraphs}, f)
+        cls.squad = os.path.join(cls.work, "squad.pt.xz")
+        data.main(["squad", cls.squad_json, "--vocab", cls.vocab, "--out", cls.squad, "--deformer-qa", DEFORMER_QA])
+        cls.corpus = os.path.join(cls.work, "corpus.pt.xz")
+        data.main(["corpus"] + [os.path.join(DOCUMENTS, n) for n in sorted(texts)] +
+                  ["--vocab", cls.vocab, "--out", cls.corpus, "--deformer-qa", DEFORMER_QA])
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def test_answers_map_to_their_tokens(self):
+        tensors = data.load_compressed(self.squad)
+        vocab = open(self.vocab, encoding="utf-8").read().splitlines()
+        s = Squad(tensors, {t: vocab.index(t) for t in ("[PAD]", "[CLS]", "[SEP]")})
+        squad = json.load(open(self.squad_json, encoding="utf-8"))
+        contexts = [p["context"] for a in squad["data"] for p in a["paragraphs"]]
+        answers = [qa["answers"][0]["text"] for a in squad["data"] for p in a["paragraphs"] for qa in p["qas"]]
+        for q, (first, last) in enumerate(s.answers):
+            offsets = s.offsets[s.question_context[q]]
+            text = contexts[s.question_context[q]][offsets[first][0]:offsets[last][1]]
+            self.assertEqual(text, answers[q])
+            rows = s.deformer_rows([q], with_teacher=True)
+            start, end = rows.labels[0].tolist()
+            self.assertEqual(rows.input_ids[0, start:end + 1].tolist(), s.contexts[s.question_context[q]][first:last + 1])
+            # the teacher's full-layout row holds the same token at every mapped position
+            real = rows.attention_mask[0].bool()
+            mapped = rows.teacher_rows["input_ids"][0][rows.teacher_rows["map"][0]]
+            self.assertTrue(torch.equal(mapped[real], rows.input_ids[0][real]))
+
+    def _pretrain(self, steps):
+        work, out = os.path.join(self.work, "pretrain"), os.path.join(self.work, "mlm")
+        pretrain.main(["--corpus", self.corpus, "--vocab", self.vocab, "--config", self.config, "--out", out,
+                       "--work", work, "--batch-size", "16", "--seq-len", "32", "--lr", "5e-3", "--warmup", "5",
+                       "--log-every", "5", "--dropout", "0", "--device", "cpu", "--steps", str(steps)])
+        with open(os.path.join(work, "pretrain.log"), encoding="utf-8") as f:
+            return f.read(), out
+
+    def test_pretraining_lowers_the_masked_lm_loss_and_resumes(self):
+        log, out = self._pretrain(80)
+        seen = [float(x) for x in re.findall(r"step \d+/\d+ loss ([0-9.]+)", log)]
+        self.assertGreater(seen[0], math.log(400) - 1.0)  # starts near chance over the vocabulary
+        self.assertLess(sum(seen[-3:]) / 3, seen[0] - 0.5)
+        log, out = self._pretrain(80)  # the saved state is at the end: resumes, nothing left to do
+        self.assertIn("resumed at step 80 of 80", log)
+        model, config, head = checkpoint.load(out)
+        self.assertEqual(config.num_hidden_layers, 3)
+        self.assertEqual(set(head), set(checkpoint.HEAD_NAMES))
+
+    def _finetune(self, name, extra):
+        mlm = os.path.join(self.work, "mlm")
+        if not os.path.isdir(mlm):
+            self._pretrain(80)
+        out = os.path.join(self.work, name)
+        predictions = out + ".json"
+        finetune.main(["--init", extra.pop("init", mlm), "--train", self.squad, "--dev", self.squad,
+                       "--dev-json", self.squad_json, "--epochs", "25", "--batch-size", "8", "--lr", "2e-3",
+                       "--dropout", "0", "--device", "cpu", "--out", out, "--predictions", predictions]
+                      + [x for k, v in extra.items() for x in (k, v)])
+        with open(predictions + ".meta.json") as f:
+            return json.load(f), out
+
+    def test_fine_tuning_full_then_deformer_with_distillation(self):
+        meta, teacher = self._finetune("teacher", {"--layout": "full"})
+        self.assertLess(meta["last_loss"], meta["first_loss"] * 0.7)
+        meta, _ = self._finetune("plain", {"init": teacher, "--layout": "deformer", "--k": "2"})
+        self.assertLess(meta["last_loss"], meta["first_loss"] * 0.7)
+        self.assertEqual((meta["alpha"], meta["beta"]), (0.0, 0.0))
+        meta, student = self._finetune("kd", {"init": teacher, "--teacher": teacher, "--layout": "deformer",
+                                              "--k": "2"})
+        self.assertLess(meta["last_loss"], meta["first_loss"] * 0.7)
+        self.assertEqual((meta["alpha"], meta["beta"], meta["temperature"]), (1.0, 1.0, 2.0))
+        # a trained checkpoint goes through the exporter like a user's model
+        out = os.path.join(self.work, "kd.pt")
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tools"))
+        subprocess.run([sys.executable, "-m", "pydeformer.export", student, "--out", out, "--storage-dtype", "fp16"],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+        info = subprocess.run([DEFORMER_QA, "info", "--model", out], check=True, capture_output=True, text=True)
+        self.assertIn("layers", info.stdout)
+
+    def test_baseline_picks_the_sentence_sharing_most_words(self):
+        context = "The river is wide. Bread needs flour and water. Chess has sixty-four squares."
+        self.assertEqual(baseline.best_sentence(context, "What does bread need?"), "Bread needs flour and water.")
+
+
+if __name__ == "__main__":
+    unittest.main()
