@@ -61,7 +61,7 @@ struct CacheBuilder::Impl {
     for (size_t d = 0; d < queued.size(); ++d)
       for (const auto& w : queued_windows[d]) {
         std::vector<int64_t> tokens(queued[d].ids.begin() + w.begin, queued[d].ids.begin() + w.end);
-        rows.push_back(document_block(tokens, c.document_block, special).input_ids);
+        rows.push_back(document_block(tokens, c.document_block, special, convention_of(c)).input_ids);
       }
     c10::InferenceMode inference;
     auto ids = rows_to_tensor(rows, device_of(*model));

@@ -34,6 +34,17 @@ if(DEFORMER_PYTHON AND TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/d
   set_tests_properties(eager_reference PROPERTIES FIXTURES_SETUP eager_parity)
   add_test(NAME parity_eager COMMAND parity_test)
   set_tests_properties(parity_eager PROPERTIES FIXTURES_REQUIRED eager_parity)
+  if(TARGET deformer_spm)
+    set(XLNET_MODEL ${FIXTURES}/tiny-xlnet.pt)
+    add_test(NAME xlnet_eager_reference COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/xlnet_eager_reference.py
+             --model ${XLNET_MODEL} --squad ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json
+             --tokenizer-cmd "$<TARGET_FILE:deformer-qa> tokenize --model ${XLNET_MODEL}"
+             --out ${FIXTURES}/xlnet-eager-parity.json)
+    set_tests_properties(xlnet_eager_reference PROPERTIES FIXTURES_SETUP xlnet_eager_parity)
+    add_test(NAME parity_eager_xlnet COMMAND parity_test)
+    set_tests_properties(parity_eager_xlnet PROPERTIES FIXTURES_REQUIRED xlnet_eager_parity
+                         ENVIRONMENT "DEFORMER_PARITY_CASES=${FIXTURES}/xlnet-eager-parity.json")
+  endif()
 endif()
 deformer_add_test(decode_test decode_test.cpp)
 deformer_add_test(reader_test reader_test.cpp)

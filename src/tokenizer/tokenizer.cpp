@@ -15,8 +15,15 @@ std::unique_ptr<Tokenizer> make_tokenizer(const Model& model) {
       throw std::runtime_error("'" + model.path() + "': " + e.what());
     }
   }
+  if (config.tokenizer_type == "sentencepiece") {
+    try {
+      return make_sentencepiece(model.vocabulary());
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error("'" + model.path() + "': " + e.what());
+    }
+  }
   throw std::runtime_error("'" + model.path() + "' declares tokenizer type '" + config.tokenizer_type +
-                           "', which this build does not support (supported: wordpiece)");
+                           "', which this build does not support (supported: wordpiece, sentencepiece)");
 }
 
 }  // namespace deformer
