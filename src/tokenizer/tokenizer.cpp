@@ -17,7 +17,7 @@ std::unique_ptr<Tokenizer> make_tokenizer(const Model& model) {
   }
   if (config.tokenizer_type == "sentencepiece") {
     try {
-      return make_sentencepiece(model.vocabulary());
+      return config.model_type == "xlnet" ? make_xlnet_tokenizer(model.vocabulary()) : make_sentencepiece(model.vocabulary());
     } catch (const std::invalid_argument& e) {
       throw std::runtime_error("'" + model.path() + "': " + e.what());
     }
