@@ -139,6 +139,23 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
   endif()
 endif()
 
+# XLNet models through the same CLIs: answers in both modes, and a cache built and read back.
+if(TARGET deformer-qa AND TARGET deformer-cache AND TARGET deformer_spm AND DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
+  set(XLNET_MODEL ${FIXTURES}/tiny-xlnet.pt)
+  cli_test(xlnet_ask_deformer 0 "\"doc\":\"river.txt\"" ${QA} ask --model ${XLNET_MODEL} --question "Where does the Vell rise?"
+           --context-file ${PROJECT_SOURCE_DIR}/samples/documents/river.txt --top-k 2)
+  cli_test(xlnet_ask_full 0 "\"start\":" ${QA} ask --model ${XLNET_MODEL} --mode full --question "Who won?"
+           --context "Marta Ilves won the event seven times.")
+  cli_test(xlnet_cache_build 0 "wrote .*: 4 documents, 4 windows" ${CACHE_TOOL} build --model ${XLNET_MODEL}
+           --input ${PROJECT_SOURCE_DIR}/samples/documents --out ${CACHE_WORK}/xlnet-samples.h5)
+  set_tests_properties(cli_xlnet_cache_build PROPERTIES FIXTURES_SETUP xlnet_samples_cache)
+  cli_test(xlnet_ask_cached 0 "\"doc\":\"river.txt\"" ${QA} ask --model ${XLNET_MODEL} --cache ${CACHE_WORK}/xlnet-samples.h5
+           --doc river.txt --question "Where does the Vell rise?")
+  cli_test(xlnet_cache_refused_by_bert nonzero "model type is .xlnet. in the cache, expected .bert." ${QA} ask --model ${OWN_MODEL} --cache ${CACHE_WORK}/xlnet-samples.h5
+           --doc river.txt --question "Where?")
+  set_tests_properties(cli_xlnet_ask_cached cli_xlnet_cache_refused_by_bert PROPERTIES FIXTURES_REQUIRED xlnet_samples_cache)
+endif()
+
 # Tests registered above only when the data directory exists; this one says so when it does not
 # (a failure under CI=true, where the data is always present; a skip elsewhere).
 add_test(NAME data_directory_present COMMAND sh -c
