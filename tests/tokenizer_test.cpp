@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -194,7 +195,8 @@ TEST(MakeTokenizer, UsesTheVocabularyAndCaseOfTheModelFile) {
 }
 
 // SentencePiece runs in this process although it links LibTorch (through libdeformer): the bridge is
-// dlopen'ed with RTLD_DEEPBIND, so its protobuf-lite stays apart (plain SentencePiece, no HF preprocessing).
+// loaded into a link-map namespace of its own, so its protobuf-lite stays apart (plain SentencePiece, no HF
+// preprocessing).
 TEST(SentencePiece, XlnetModelLoadsNextToLibTorchAndMapsOffsets) {
   const std::string path = testing::data_dir() + "/tokenizers/xlnet-base-cased-spiece.model";
   DEFORMER_REQUIRE_FILE(path);
@@ -252,6 +254,19 @@ TEST(SentencePiece, XlnetPreprocessingMatchesHuggingFaceConventions) {
   EXPECT_EQ(special.offsets.back(), (TokenOffset{8, 13}));
   EXPECT_TRUE(t->encode(" \t\n ").ids.empty());
   EXPECT_THROW(t->encode("bad \xff"), std::invalid_argument);
+
+  // Concurrent encodes through the bridge (its own libc and libstdc++) give the single-threaded result.
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "The keeper, Marta Ilves, lit the lamp ``every'' evening in 1990, caf\xc3\xa9. ";
+  const auto want = t->encode(text).ids;
+  std::atomic<int> differing{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&] {
+      for (int r = 0; r < 10; ++r) differing += t->encode(text).ids != want;
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(differing.load(), 0);
 }
 
 // Texts by golden key: c/A/P (context), q/A/P/Q (question), h/I (hard string).

@@ -1,6 +1,12 @@
-// SentencePiece (XLNet) through libdeformer_spm.so, loaded with dlopen (spm_bridge.h explains why it is
-// not linked). The bridge stays loaded for the life of the process: unloading a library that registered
-// protobuf descriptors is a known source of crashes at exit.
+// SentencePiece (XLNet) through libdeformer_spm.so, loaded at run time (spm_bridge.h explains why it is not
+// linked). The bridge stays loaded for the life of the process: unloading a library that registered protobuf
+// descriptors is a known source of crashes at exit.
+//
+// It is loaded into a link-map namespace of its own (dlmopen LM_ID_NEWLM): the bridge, libsentencepiece with its
+// protobuf-lite, and their own libstdc++ and libc see none of the process's symbols, so neither LibTorch's
+// libprotobuf nor libraries that interpose libstdc++ or malloc symbols (pip LibTorch, tcmalloc) can meet them.
+// RTLD_DEEPBIND, the fallback when a namespace cannot be made, isolates only the bridge's own lookups and was seen
+// to abort next to pip LibTorch. Only C data crosses, and memory is freed on the side that allocated it.
 
 #include <dlfcn.h>
 
@@ -51,7 +57,13 @@ const Bridge& bridge() {
   std::call_once(once, [] {
     void* handle = nullptr;
     std::string tried;
+    const bool deepbind = std::getenv("DEFORMER_SPM_DEEPBIND") != nullptr;  // for comparing the two on a machine
     for (const auto& path : bridge_candidates()) {
+      if (!deepbind) {
+        handle = dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (handle) break;
+        tried += "\n  " + path + " (own namespace): " + dlerror();
+      }
       handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
       if (handle) break;
       tried += "\n  " + path + ": " + dlerror();
