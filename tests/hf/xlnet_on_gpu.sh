@@ -41,6 +41,9 @@ if ! grep -q "PASSED" "$OUT/xlnet-tokenizer-test.log"; then  # a crash: where (t
     --gtest_filter='SentencePiece.Xlnet*' > "$OUT/xlnet-tokenizer-crash.log" 2>&1
   grep -E "^#|signal|what\(\)" "$OUT/xlnet-tokenizer-crash.log" | head -25
 fi
+echo "== the bridge loaded the old way (RTLD_DEEPBIND), for comparison: exit status"
+DEFORMER_SPM_DEEPBIND=1 timeout 120 build-gpu/tests/tokenizer_test --gtest_filter='SentencePiece.XlnetModel*' > "$OUT/deepbind.log" 2>&1
+echo "deepbind tokenizer_test exit $?" | tee -a "$OUT/xlnet-tokenizer-test.log"
 echo "== xlnet tests of the suite (CPU)"
 (cd build-gpu && timeout 300 ctest --output-on-failure -R "xlnet|python_exporter" --timeout 200) > "$OUT/xlnet-ctest.log" 2>&1 || rc=1
 timeout 120 build-gpu/tests/xlnet_test >> "$OUT/xlnet-ctest.log" 2>&1 || rc=1
