@@ -42,19 +42,20 @@ at::Tensor encode_block(const Model& model, const at::Tensor& ids, int64_t type,
 // XLNet's upper layers on [document ; question] (docs/xlnet.md). The document block is right-padded, so its
 // padding sits between the window and the question; position ids close that gap: real document rows keep 0..r-1,
 // the question follows at r.., and the document's padding rows are numbered after the question. Segments:
-// document 0, question 1, <cls> 2 (HF's segment ids, so that k = 0 equals HF's joint pass on the same window).
+// document 0, question 1, <cls> (the question block's last real token) 2: HF's segment ids, so that k = 0 equals
+// HF's joint pass on the same window.
 at::Tensor xlnet_answer_logits(const Model& model, const at::Tensor& question_states, const at::Tensor& question_ids,
-                               const at::Tensor& document_states, const at::Tensor& document_ids, int k,
-                               int64_t cls_id) {
+                               const at::Tensor& document_states, const at::Tensor& document_ids, int k) {
   const int64_t pad = model.config().pad_token_id;
   const int64_t batch = document_ids.size(0), d_len = document_ids.size(1), q_len = question_ids.size(1);
   auto d_mask = document_ids.ne(pad).to(at::kLong), q_mask = question_ids.ne(pad).to(at::kLong);
   auto real = d_mask.sum(1, /*keepdim=*/true);
   auto d_index = arange_rows(batch, d_len, document_ids.options());
   auto d_positions = d_index + d_index.ge(real).to(at::kLong) * q_len;
-  auto q_positions = real + arange_rows(batch, q_len, question_ids.options());
+  auto q_index = arange_rows(batch, q_len, question_ids.options());
+  auto q_positions = real + q_index;
   auto d_segments = at::zeros_like(document_ids);
-  auto q_segments = at::ones_like(question_ids) + question_ids.eq(cls_id).to(at::kLong);
+  auto q_segments = 1 + q_index.eq(q_mask.sum(1, /*keepdim=*/true) - 1).to(at::kLong);
   auto hidden = at::cat({document_states, question_states}, 1);
   auto upper = run_layers(model, hidden, at::cat({d_mask, q_mask}, 1), at::cat({d_segments, q_segments}, 1),
                           at::cat({d_positions, q_positions}, 1), k, model.config().num_layers);
@@ -118,15 +119,12 @@ at::Tensor encode_documents(const Model& model, const at::Tensor& document_ids, 
 }
 
 at::Tensor answer_logits(const Model& model, const at::Tensor& question_states, const at::Tensor& question_ids,
-                         const at::Tensor& document_states, const at::Tensor& document_ids, int k, int64_t cls_id) {
+                         const at::Tensor& document_states, const at::Tensor& document_ids, int k) {
   check_split(model, k);
   if (question_states.size(0) != document_states.size(0))
     throw std::invalid_argument("question and document batches differ: " + std::to_string(question_states.size(0)) +
                                 " vs " + std::to_string(document_states.size(0)));
-  if (is_xlnet(model)) {
-    if (cls_id < 0) throw std::invalid_argument("XLNet's joint pass needs the <cls> id");
-    return xlnet_answer_logits(model, question_states, question_ids, document_states, document_ids, k, cls_id);
-  }
+  if (is_xlnet(model)) return xlnet_answer_logits(model, question_states, question_ids, document_states, document_ids, k);
   auto hidden = at::cat({question_states, document_states}, 1);
   auto mask = at::cat({question_ids, document_ids}, 1).ne(0).to(at::kLong);
   return qa_logits(model, run_layers(model, hidden, mask, k, model.config().num_layers));

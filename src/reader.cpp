@@ -231,7 +231,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       auto pair = at::arange(first, first + count, at::kLong);
       auto qi = at::div(pair, int64_t(windows.size()), "floor").to(device), wi = at::remainder(pair, int64_t(windows.size())).to(device);
       auto logits = engine::answer_logits(*model_, q_states.index_select(0, qi), q_tensor.index_select(0, qi),
-                                          d_states.index_select(0, wi), d_ids.index_select(0, wi), k_, special.cls);
+                                          d_states.index_select(0, wi), d_ids.index_select(0, wi), k_);
       auto cpu = logits.to(at::kCPU).contiguous();
       // BERT rows are [question ; document], XLNet rows [document ; question].
       const bool document_first = convention == Convention::kXLNet;

@@ -102,7 +102,7 @@ TEST(Parity, CppForwardEqualsReference) {
         auto db = document_block(w, c.document_block, special, convention);
         auto q_ids = row(qb.input_ids, device), d_ids = row(db.input_ids, device);
         auto logits = engine::answer_logits(*model, engine::encode_questions(*model, q_ids, k), q_ids,
-                                            engine::encode_documents(*model, d_ids, k), d_ids, k, special.cls);
+                                            engine::encode_documents(*model, d_ids, k), d_ids, k);
         // The joint row's order: [question ; document] for BERT, [document ; question] for XLNet.
         const bool document_first = convention == Convention::kXLNet;
         std::vector<int64_t> mask(document_first ? db.attention_mask : qb.attention_mask);

@@ -46,8 +46,7 @@ class XLNetTest : public ::testing::Test {
     return row(document_block(w, model_->config().document_block, special_, Convention::kXLNet).input_ids);
   }
   at::Tensor deformer_logits(const at::Tensor& q, const at::Tensor& d, int k) const {
-    return engine::answer_logits(*model_, engine::encode_questions(*model_, q, k), q, engine::encode_documents(*model_, d, k), d,
-                                 k, special_.cls);
+    return engine::answer_logits(*model_, engine::encode_questions(*model_, q, k), q, engine::encode_documents(*model_, d, k), d, k);
   }
 
   std::string path_;
@@ -103,8 +102,8 @@ TEST_F(XLNetTest, DocumentStatesAreIndependentOfTheQuestion) {
   auto a = engine::encode_documents(*model_, d, k), b = engine::encode_documents(*model_, d, k);
   EXPECT_TRUE(at::equal(a, b));
   auto short_q = q_block(tokens(3, 5)), long_q = q_block(tokens(25, 6));
-  auto la = engine::answer_logits(*model_, engine::encode_questions(*model_, short_q, k), short_q, a, d, k, special_.cls);
-  auto lb = engine::answer_logits(*model_, engine::encode_questions(*model_, long_q, k), long_q, b, d, k, special_.cls);
+  auto la = engine::answer_logits(*model_, engine::encode_questions(*model_, short_q, k), short_q, a, d, k);
+  auto lb = engine::answer_logits(*model_, engine::encode_questions(*model_, long_q, k), long_q, b, d, k);
   EXPECT_GT(max_abs_diff(la.slice(1, 0, 151), lb.slice(1, 0, 151)), 1e-3) << "the question must matter above k";
 }
 

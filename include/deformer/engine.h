@@ -39,9 +39,10 @@ at::Tensor encode_documents(const Model& model, const at::Tensor& document_ids, 
 // Deformer upper half: layers k..n-1 and the head on [question states ; document states] with the joint
 // mask. Returns logits [B, question_block + document_block, 2]. XLNet (docs/xlnet.md): the joint sequence is
 // [document ; question], so the logits are [B, document_block + question_block, 2] in that order; segments are
-// document 0, question 1, the question's <cls> (cls_id, required) 2; positions run without the document's padding.
+// document 0, question 1, the question block's last real token (<cls>) 2; positions run without the document's
+// padding.
 at::Tensor answer_logits(const Model& model, const at::Tensor& question_states, const at::Tensor& question_ids,
-                         const at::Tensor& document_states, const at::Tensor& document_ids, int k, int64_t cls_id = -1);
+                         const at::Tensor& document_states, const at::Tensor& document_ids, int k);
 
 // Full (standard) mode: all layers on layout.h's full_block rows with contiguous positions (XLNet: segments =
 // token_type_ids).

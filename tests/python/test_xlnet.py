@@ -12,6 +12,9 @@ from pydeformer import export
 from pydeformer.modelfile import ExportError, load_model_file
 from pydeformer.xlnet import XLNetConfig, XLNetQA, hf_parameter_names, init_random
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.environ.get("DEFORMER_DATA", os.path.join(ROOT, "..", "shared", "data"))
+
 SHAPE = {"model_type": "xlnet", "architectures": ["XLNetForQuestionAnsweringSimple"], "vocab_size": 40,
          "d_model": 16, "n_layer": 3, "n_head": 2, "d_head": 8, "d_inner": 32, "ff_activation": "gelu",
          "layer_norm_eps": 1e-12, "pad_token_id": 5, "clamp_len": -1, "attn_type": "bi", "bi_data": False,
@@ -120,9 +123,11 @@ class XLNetExport(unittest.TestCase):
         with open(os.path.join(root, "config.json"), "w") as f:
             json.dump(config, f)
         write_safetensors(state, os.path.join(root, "model.safetensors"))
-        spiece = os.path.join(os.environ.get("DEFORMER_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..",
-                                                                             "shared", "data")),
-                              "tokenizers", "xlnet-base-cased-spiece.model")
+        spiece = os.path.join(DATA, "tokenizers", "xlnet-base-cased-spiece.model")
+        if not os.path.isfile(spiece):
+            if os.environ.get("CI") == "true":
+                self.fail("data directory missing under CI: " + spiece)
+            self.skipTest("no data directory at " + spiece)
         with open(spiece, "rb") as src, open(os.path.join(root, "spiece.model"), "wb") as dst:
             dst.write(src.read())
         return root
