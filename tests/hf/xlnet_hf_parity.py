@@ -45,6 +45,29 @@ def make_checkpoint(data, work, name, seed, initializer_range):
     return model, d
 
 
+class SentencePieceFallback:
+    """Used only when transformers cannot build XLNetTokenizer here: ids from the sentencepiece package, laid out
+    as HF documents XLNet pairs. The logit comparison stays meaningful (same ids into both models), but the layout
+    is then this script's, not HF's; the output says so."""
+
+    def __init__(self, spiece):
+        import sentencepiece
+        self.sp = sentencepiece.SentencePieceProcessor(model_file=spiece)
+        self.pad_token_id, self.cls_token_id, self.sep_token_id, self.unk_token_id = 5, 3, 4, 0
+
+    def __call__(self, text, pair=None, truncation=None, max_length=None, padding=None, add_special_tokens=True):
+        a = self.sp.encode(text)
+        if not add_special_tokens:
+            return {"input_ids": a}
+        b = self.sp.encode(pair)
+        a = a[: max_length - len(b) - 3]
+        ids = a + [4] + b + [4, 3]
+        types = [0] * (len(a) + 1) + [1] * (len(b) + 1) + [2]
+        pad = max_length - len(ids)
+        return {"input_ids": [5] * pad + ids, "token_type_ids": [3] * pad + types,
+                "attention_mask": [0] * pad + [1] * len(ids)}
+
+
 def check_tokenizer(tokenizer):
     """A reference that silently maps everything to one id or pads on the wrong side would make worthless cases."""
     probe = tokenizer("Hello, world! The lighthouse keeper lit the lamp.", add_special_tokens=False)["input_ids"]
@@ -71,8 +94,14 @@ def main():
     models, dirs = {}, {}
     for name, init in variants.items():
         models[name], dirs[name] = make_checkpoint(args.data, args.work, name, args.seed, init)
-    tokenizer = AutoTokenizer.from_pretrained(dirs["init002"])
-    tokenizer.padding_side = "left"
+    reference_tokenizer = "transformers XLNetTokenizer"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(dirs["init002"])
+        tokenizer.padding_side = "left"
+    except Exception as e:  # noqa: BLE001 - any failure to build the reference falls back, loudly
+        print("WARNING: transformers could not build XLNetTokenizer (%s); ids from the sentencepiece package" % e)
+        tokenizer = SentencePieceFallback(os.path.join(dirs["init002"], "spiece.model"))
+        reference_tokenizer = "sentencepiece fallback (layout written by this script)"
     special = check_tokenizer(tokenizer)
 
     exported = {}
@@ -105,8 +134,8 @@ def main():
                           "input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"],
                           "full": {"start": out.start_logits[0].tolist(), "end": out.end_logits[0].tolist()}})
         with open(os.path.join(args.work, "hf-xlnet-cases-%s.json" % name), "w") as f:
-            json.dump({"reference": "transformers %s XLNetForQuestionAnsweringSimple %s fp32 CPU" % (
-                transformers.__version__, name), "model": exported[name], "cls": special["cls"], "sep": special["sep"],
+            json.dump({"reference": "transformers %s XLNetForQuestionAnsweringSimple %s fp32 CPU, ids: %s" % (
+                transformers.__version__, name, reference_tokenizer), "model": exported[name], "cls": special["cls"], "sep": special["sep"],
                 "pad": special["pad"], "max_seq_len": MAX_LEN, "max_question_len": 64, "cases": cases}, f)
         print("hf xlnet parity cases (%s): %d pairs, max |start logit| %.4g" % (name, len(cases), worst_scale))
     print("transformers %s, torch %s" % (transformers.__version__, torch.__version__))
