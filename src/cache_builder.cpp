@@ -31,6 +31,7 @@ cache::CacheMetadata expected_cache_metadata(const Model& model, int k) {
   cache::CacheMetadata m;
   m.model_hash = model.content_hash();
   m.model_type = c.model_type;
+  m.joint_order = convention_of(c) == Convention::kXLNet ? "document,question" : "question,document";
   m.k = default_split(model, k);
   m.hidden_size = c.hidden_size;
   m.question_block = c.question_block;

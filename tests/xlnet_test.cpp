@@ -164,6 +164,7 @@ TEST_F(XLNetTest, CachedAnswersEqualRawTextAnswers) {
   Reader reader(model_, options);
   auto cache = cache::CacheReader::open(path, expected_cache_metadata(*model_, k));
   EXPECT_EQ(cache->metadata().model_type, "xlnet");
+  EXPECT_EQ(cache->metadata().joint_order, "document,question");
   const auto raw = reader.ask(questions, docs);
   const auto cached = reader.ask(questions, *cache);
   ASSERT_EQ(raw.size(), cached.size());
