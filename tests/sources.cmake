@@ -34,7 +34,7 @@ if(DEFORMER_PYTHON AND TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/d
   set_tests_properties(eager_reference PROPERTIES FIXTURES_SETUP eager_parity)
   add_test(NAME parity_eager COMMAND parity_test)
   set_tests_properties(parity_eager PROPERTIES FIXTURES_REQUIRED eager_parity)
-  if(TARGET deformer_spm)
+  if(TARGET deformer_spm AND DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
     set(XLNET_MODEL ${FIXTURES}/tiny-xlnet.pt)
     add_test(NAME xlnet_eager_reference COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/xlnet_eager_reference.py
              --model ${XLNET_MODEL} --squad ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json
