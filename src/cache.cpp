@@ -420,6 +420,7 @@ void write_metadata(hid_t file, const CacheMetadata& m) {
   write_int_attribute(file, "format_version", m.format_version);
   write_string_attribute(file, "model_hash", m.model_hash);
   write_string_attribute(file, "model_type", m.model_type);
+  write_string_attribute(file, "joint_order", m.joint_order);
   write_int_attribute(file, "k", m.k);
   write_int_attribute(file, "hidden_size", m.hidden_size);
   write_int_attribute(file, "question_block", m.question_block);
@@ -441,6 +442,10 @@ CacheMetadata read_metadata(hid_t file, const std::string& path) {
                              "; this libdeformer " + version() + " reads version " + std::to_string(kFormatVersion));
   m.model_hash = read_string_attribute(file, "model_hash", path);
   m.model_type = read_string_attribute(file, "model_type", path);
+  // Caches written before XLNet support have no joint_order: theirs follows from the model type.
+  m.joint_order = has_attribute(file, "joint_order") ? read_string_attribute(file, "joint_order", path)
+                  : m.model_type == "xlnet"         ? "document,question"
+                                                    : "question,document";
   m.k = static_cast<int>(read_int_attribute(file, "k", path));
   m.hidden_size = static_cast<int>(read_int_attribute(file, "hidden_size", path));
   m.question_block = static_cast<int>(read_int_attribute(file, "question_block", path));
@@ -462,6 +467,8 @@ void validate_metadata(const CacheMetadata& m) {
     bad("format must be " + std::string(kFormatName) + " version " + std::to_string(kFormatVersion));
   if (m.model_hash.empty()) bad("model_hash is empty");
   if (m.model_type.empty()) bad("model_type is empty");
+  if (m.joint_order != "question,document" && m.joint_order != "document,question")
+    bad("joint_order must be question,document or document,question, not '" + m.joint_order + "'");
   if (m.k < 0) bad("k=" + std::to_string(m.k) + " is negative");
   if (m.hidden_size <= 0) bad("hidden_size must be positive");
   if (m.question_block <= 0 || m.document_block <= 1) bad("block sizes must be positive");
@@ -479,6 +486,7 @@ std::vector<std::string> differences(const CacheMetadata& have, const CacheMetad
   auto num = [&](const char* field, int64_t a, int64_t b) { cmp(field, std::to_string(a), std::to_string(b)); };
   cmp("model hash", have.model_hash, want.model_hash);
   cmp("model type", have.model_type, want.model_type);
+  cmp("joint order", have.joint_order, want.joint_order);
   num("k", have.k, want.k);
   num("hidden size", have.hidden_size, want.hidden_size);
   cmp("tokenizer hash", have.tokenizer_hash, want.tokenizer_hash);

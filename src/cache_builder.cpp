@@ -31,6 +31,7 @@ cache::CacheMetadata expected_cache_metadata(const Model& model, int k) {
   cache::CacheMetadata m;
   m.model_hash = model.content_hash();
   m.model_type = c.model_type;
+  m.joint_order = convention_of(c) == Convention::kXLNet ? "document,question" : "question,document";
   m.k = default_split(model, k);
   m.hidden_size = c.hidden_size;
   m.question_block = c.question_block;
@@ -61,7 +62,7 @@ struct CacheBuilder::Impl {
     for (size_t d = 0; d < queued.size(); ++d)
       for (const auto& w : queued_windows[d]) {
         std::vector<int64_t> tokens(queued[d].ids.begin() + w.begin, queued[d].ids.begin() + w.end);
-        rows.push_back(document_block(tokens, c.document_block, special).input_ids);
+        rows.push_back(document_block(tokens, c.document_block, special, convention_of(c)).input_ids);
       }
     c10::InferenceMode inference;
     auto ids = rows_to_tensor(rows, device_of(*model));

@@ -1,11 +1,13 @@
 #include "document.h"
 
 #include <stdexcept>
+#include <string>
 
 namespace deformer {
 
 // WordPiece continuation pieces ("##ing") belong to the word before them; every other token starts a word,
-// which reproduces the pre-tokenizer words Hugging Face aligns answers to.
+// which reproduces the pre-tokenizer words Hugging Face aligns answers to. SentencePiece marks the opposite way:
+// a piece starting with U+2581 ("\xe2\x96\x81") starts a word, any other piece continues one.
 PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenizer) {
   if (doc.text.empty()) throw std::invalid_argument("document '" + doc.id + "' is empty");
   PreparedDocument p;
@@ -19,8 +21,11 @@ PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenize
   if (enc.ids.empty()) throw std::invalid_argument("document '" + doc.id + "' has no tokens (only whitespace or control characters)");
   p.ids.assign(enc.ids.begin(), enc.ids.end());
   int64_t word = -1;
+  const bool sentencepiece = std::string(tokenizer.type()) == "sentencepiece";
   for (size_t i = 0; i < enc.ids.size(); ++i) {
-    if (tokenizer.id_to_token(enc.ids[i]).rfind("##", 0) != 0 || word < 0) ++word;
+    const std::string& piece = tokenizer.id_to_token(enc.ids[i]);
+    const bool starts_word = sentencepiece ? piece.rfind("\xe2\x96\x81", 0) == 0 : piece.rfind("##", 0) != 0;
+    if (starts_word || word < 0) ++word;
     p.tokens.word_of_token.push_back(word);
     p.tokens.offsets.emplace_back(enc.offsets[i].begin, enc.offsets[i].end);
   }

@@ -7,12 +7,12 @@
 namespace deformer {
 namespace {
 
-Block padded(std::vector<int64_t> ids, std::vector<int64_t> types, int length) {
+Block padded(std::vector<int64_t> ids, std::vector<int64_t> types, int length, int64_t pad = 0) {
   Block b;
   const size_t real = ids.size();
   b.input_ids = std::move(ids);
   b.token_type_ids = std::move(types);
-  b.input_ids.resize(length, 0);
+  b.input_ids.resize(length, pad);
   b.token_type_ids.resize(length, b.token_type_ids.empty() ? 0 : b.token_type_ids.back());
   b.attention_mask.assign(length, 0);
   std::fill(b.attention_mask.begin(), b.attention_mask.begin() + real, 1);
@@ -21,11 +21,30 @@ Block padded(std::vector<int64_t> ids, std::vector<int64_t> types, int length) {
   return b;
 }
 
+// XLNet's segment ids (HF XLNetTokenizer): first sequence 0, second 1, <cls> 2, padding 3.
+constexpr int64_t kXLNetClsSegment = 2, kXLNetPadSegment = 3;
+
+void require_xlnet_specials(const SpecialTokens& special) {
+  if (special.pad < 0 || special.sep < 0 || special.cls < 0)
+    throw std::invalid_argument("the XLNet layout needs <pad>, <sep> and <cls> ids");
+}
+
 }  // namespace
 
-Block question_block(const std::vector<int64_t>& question_ids, int length, const SpecialTokens& special) {
+Block question_block(const std::vector<int64_t>& question_ids, int length, const SpecialTokens& special,
+                     Convention convention) {
   if (length < 2) throw std::invalid_argument("question block must hold at least [CLS] and [SEP]");
   const size_t keep = std::min<size_t>(question_ids.size(), length - 2);
+  if (convention == Convention::kXLNet) {
+    require_xlnet_specials(special);
+    std::vector<int64_t> ids(question_ids.begin(), question_ids.begin() + keep);
+    ids.push_back(special.sep);
+    ids.push_back(special.cls);
+    Block b = padded(std::move(ids), std::vector<int64_t>(keep + 2, 1), length, special.pad);
+    b.truncated = keep < question_ids.size();
+    b.cls_position = static_cast<int>(keep + 1);
+    return b;
+  }
   std::vector<int64_t> ids;
   ids.reserve(length);
   ids.push_back(special.cls);
@@ -33,26 +52,55 @@ Block question_block(const std::vector<int64_t>& question_ids, int length, const
   ids.push_back(special.sep);
   Block b = padded(std::move(ids), std::vector<int64_t>(keep + 2, 0), length);
   b.truncated = keep < question_ids.size();
+  b.cls_position = 0;
   return b;
 }
 
-Block document_block(const std::vector<int64_t>& window_ids, int length, const SpecialTokens& special) {
+Block document_block(const std::vector<int64_t>& window_ids, int length, const SpecialTokens& special,
+                     Convention convention) {
   if (window_ids.size() + 1 > static_cast<size_t>(length))
     throw std::invalid_argument("window of " + std::to_string(window_ids.size()) + " tokens does not fit a document block of " +
                                 std::to_string(length) + " (at most " + std::to_string(length - 1) + ")");
   std::vector<int64_t> ids(window_ids);
   ids.push_back(special.sep);
   const size_t real = ids.size();
-  return padded(std::move(ids), std::vector<int64_t>(real, 1), length);
+  if (convention == Convention::kXLNet) require_xlnet_specials(special);
+  Block b = convention == Convention::kXLNet ? padded(std::move(ids), std::vector<int64_t>(real, 0), length, special.pad)
+                                             : padded(std::move(ids), std::vector<int64_t>(real, 1), length);
+  b.context_begin = 0;
+  return b;
 }
 
 Block full_block(const std::vector<int64_t>& question_ids, const std::vector<int64_t>& window_ids, int length,
-                 int max_question_len, const SpecialTokens& special) {
+                 int max_question_len, const SpecialTokens& special, Convention convention) {
   const size_t q = std::min<size_t>(question_ids.size(), max_question_len);
   const size_t total = q + window_ids.size() + 3;
   if (total > static_cast<size_t>(length))
     throw std::invalid_argument("question and window need " + std::to_string(total) + " positions, more than " +
                                 std::to_string(length));
+  if (convention == Convention::kXLNet) {
+    require_xlnet_specials(special);
+    const size_t pad = length - total;
+    Block b;
+    b.input_ids.assign(pad, special.pad);
+    b.token_type_ids.assign(pad, kXLNetPadSegment);
+    b.input_ids.insert(b.input_ids.end(), window_ids.begin(), window_ids.end());
+    b.input_ids.push_back(special.sep);
+    b.token_type_ids.resize(b.input_ids.size(), 0);
+    b.input_ids.insert(b.input_ids.end(), question_ids.begin(), question_ids.begin() + q);
+    b.input_ids.push_back(special.sep);
+    b.token_type_ids.resize(b.input_ids.size(), 1);
+    b.input_ids.push_back(special.cls);
+    b.token_type_ids.push_back(kXLNetClsSegment);
+    b.attention_mask.assign(length, 1);
+    std::fill(b.attention_mask.begin(), b.attention_mask.begin() + pad, 0);
+    b.position_ids.resize(length);
+    for (int i = 0; i < length; ++i) b.position_ids[i] = i;
+    b.truncated = q < question_ids.size();
+    b.context_begin = static_cast<int>(pad);
+    b.cls_position = length - 1;
+    return b;
+  }
   std::vector<int64_t> ids, types;
   ids.reserve(length);
   ids.push_back(special.cls);
@@ -65,7 +113,13 @@ Block full_block(const std::vector<int64_t>& question_ids, const std::vector<int
   Block b = padded(std::move(ids), std::move(types), length);
   std::fill(b.token_type_ids.begin() + total, b.token_type_ids.end(), 0);  // HF pads token types with 0
   b.truncated = q < question_ids.size();
+  b.context_begin = static_cast<int>(q + 2);
+  b.cls_position = 0;
   return b;
+}
+
+Convention convention_of(const ModelConfig& config) {
+  return config.model_type == "xlnet" ? Convention::kXLNet : Convention::kBert;
 }
 
 std::vector<TokenSpan> document_windows(int64_t num_tokens, int window, int stride) {

@@ -33,19 +33,32 @@ ModelConfig parse_config(const std::string& text, const std::string& path) {
   }
   ModelConfig c;
   c.model_type = required<std::string>(j, "model_type", path);
-  if (c.model_type != "bert")
-    throw std::runtime_error(path + ": unsupported model type '" + c.model_type + "' (this build supports bert)");
+  if (c.model_type != "bert" && c.model_type != "xlnet")
+    throw std::runtime_error(path + ": unsupported model type '" + c.model_type + "' (this build supports bert and xlnet)");
   c.architecture = required<std::string>(j, "architecture", path);
-  const auto& bert = j.at("bert");
-  c.num_layers = required<int>(bert, "num_hidden_layers", path);
-  c.hidden_size = required<int>(bert, "hidden_size", path);
-  c.num_heads = required<int>(bert, "num_attention_heads", path);
-  c.intermediate_size = required<int>(bert, "intermediate_size", path);
-  c.vocab_size = required<int>(bert, "vocab_size", path);
-  c.max_position_embeddings = required<int>(bert, "max_position_embeddings", path);
-  c.type_vocab_size = required<int>(bert, "type_vocab_size", path);
-  c.layer_norm_eps = required<double>(bert, "layer_norm_eps", path);
-  c.hidden_act = required<std::string>(bert, "hidden_act", path);
+  if (!j.contains(c.model_type)) throw std::runtime_error(path + ": model config lacks '" + c.model_type + "'");
+  if (c.model_type == "xlnet") {
+    const auto& x = j.at("xlnet");
+    c.num_layers = required<int>(x, "n_layer", path);
+    c.hidden_size = required<int>(x, "d_model", path);
+    c.num_heads = required<int>(x, "n_head", path);
+    c.intermediate_size = required<int>(x, "d_inner", path);
+    c.vocab_size = required<int>(x, "vocab_size", path);
+    c.layer_norm_eps = required<double>(x, "layer_norm_eps", path);
+    c.hidden_act = required<std::string>(x, "ff_activation", path);
+    c.pad_token_id = required<int>(x, "pad_token_id", path);
+  } else {
+    const auto& bert = j.at("bert");
+    c.num_layers = required<int>(bert, "num_hidden_layers", path);
+    c.hidden_size = required<int>(bert, "hidden_size", path);
+    c.num_heads = required<int>(bert, "num_attention_heads", path);
+    c.intermediate_size = required<int>(bert, "intermediate_size", path);
+    c.vocab_size = required<int>(bert, "vocab_size", path);
+    c.max_position_embeddings = required<int>(bert, "max_position_embeddings", path);
+    c.type_vocab_size = required<int>(bert, "type_vocab_size", path);
+    c.layer_norm_eps = required<double>(bert, "layer_norm_eps", path);
+    c.hidden_act = required<std::string>(bert, "hidden_act", path);
+  }
   const auto& tokenizer = j.at("tokenizer");
   c.tokenizer_type = required<std::string>(tokenizer, "type", path);
   c.do_lower_case = required<bool>(tokenizer, "do_lower_case", path);
@@ -56,7 +69,8 @@ ModelConfig parse_config(const std::string& text, const std::string& path) {
   c.max_seq_len = required<int>(layout, "max_seq_len", path);
   c.doc_stride = required<int>(layout, "doc_stride", path);
   c.max_question_len = required<int>(layout, "max_question_len", path);
-  if (c.question_block + c.document_block > c.max_position_embeddings || c.max_seq_len > c.max_position_embeddings)
+  if (c.model_type == "bert" &&
+      (c.question_block + c.document_block > c.max_position_embeddings || c.max_seq_len > c.max_position_embeddings))
     throw std::runtime_error(path + ": block layout exceeds max_position_embeddings");
   return c;
 }
@@ -105,6 +119,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   torch::jit::ExtraFilesMap extra{{"deformer/format_version", ""},
                                   {"deformer/config.json", ""},
                                   {"deformer/vocab.txt", ""},
+                                  {"deformer/spiece.model", ""},
                                   {"deformer/content_hash", ""}};
   try {
     impl->module = torch::jit::load(path, impl->device, extra);
@@ -119,7 +134,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     throw std::runtime_error("'" + path + "' has model format version " + version + "; this library reads version " +
                              std::to_string(kFormatVersion));
   impl->config = parse_config(extra["deformer/config.json"], path);
-  impl->vocabulary = extra["deformer/vocab.txt"];
+  impl->vocabulary = extra[impl->config.tokenizer_type == "sentencepiece" ? "deformer/spiece.model" : "deformer/vocab.txt"];
   impl->content_hash = extra["deformer/content_hash"];
   if (impl->vocabulary.empty()) throw std::runtime_error("'" + path + "' has no embedded vocabulary");
   for (const char* method : kRequiredMethods)

@@ -159,12 +159,15 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
   c10::InferenceMode inference;
   // outputs[q] holds question q's windows over all documents.
   std::vector<std::vector<WindowOutput>> outputs(questions.size());
-  auto keep = [&](const at::Tensor& logits_cpu, int64_t row, size_t q, size_t d, const TokenSpan& w, int context_offset) {
+  const Convention convention = convention_of(c);
+  // context_offset: where the window's first token sits in the row; cls_position: the null answer's position.
+  auto keep = [&](const at::Tensor& logits_cpu, int64_t row, size_t q, size_t d, const TokenSpan& w, int context_offset,
+                  int cls_position) {
     WindowOutput out;
     out.document = d;
     keep_logits(logits_cpu, row, out);
     for (int64_t t = w.begin; t < w.end; ++t) out.scores.context_token[context_offset + (t - w.begin)] = t;
-    out.scores.null_position = 0;  // [CLS]: the joint sequence's first position in both layouts
+    out.scores.null_position = cls_position;
     outputs[q].push_back(std::move(out));
   };
 
@@ -193,7 +196,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     std::vector<std::vector<int64_t>> d_rows;
     for (const auto& [d, w] : windows) {
       std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
-      d_rows.push_back(document_block(tokens, c.document_block, special).input_ids);
+      d_rows.push_back(document_block(tokens, c.document_block, special, convention).input_ids);
     }
     auto d_ids = rows_to_tensor(d_rows, device);
     at::Tensor d_states;
@@ -210,11 +213,13 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
 
     // Each question's lower layers once, whatever the number of windows.
     std::vector<std::vector<int64_t>> q_rows;
+    std::vector<int> q_cls;
     for (const auto& q : q_ids) {
-      auto block = question_block(q, c.question_block, special);
+      auto block = question_block(q, c.question_block, special, convention);
       if (block.truncated)
         warn("question of " + std::to_string(q.size()) + " tokens cut to the question block's " + std::to_string(c.question_block - 2));
       q_rows.push_back(std::move(block.input_ids));
+      q_cls.push_back(block.cls_position);
     }
     auto q_tensor = rows_to_tensor(q_rows, device);
     auto q_states = engine::encode_questions(*model_, q_tensor, k_);
@@ -228,9 +233,12 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       auto logits = engine::answer_logits(*model_, q_states.index_select(0, qi), q_tensor.index_select(0, qi),
                                           d_states.index_select(0, wi), d_ids.index_select(0, wi), k_);
       auto cpu = logits.to(at::kCPU).contiguous();
+      // BERT rows are [question ; document], XLNet rows [document ; question].
+      const bool document_first = convention == Convention::kXLNet;
       for (int64_t i = 0; i < count; ++i) {
         const size_t q = (first + i) / windows.size(), w = (first + i) % windows.size();
-        keep(cpu, i, q, windows[w].first, windows[w].second, c.question_block);
+        keep(cpu, i, q, windows[w].first, windows[w].second, document_first ? 0 : c.question_block,
+             document_first ? c.document_block + q_cls[q] : q_cls[q]);
       }
     }
   } else {
@@ -255,18 +263,21 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
         // Padded to the batch's longest row rather than max_seq_len: padding never changes real positions.
         const int length = static_cast<int>(question.size() + longest + 3);
         std::vector<std::vector<int64_t>> rows, types, masks;
+        std::vector<std::pair<int, int>> places;  // (context_begin, cls_position) of each row
         for (size_t i = 0; i < count; ++i) {
           const auto& [d, w] = windows[first + i];
           std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
-          auto block = full_block(question, tokens, length, c.max_question_len, special);
+          auto block = full_block(question, tokens, length, c.max_question_len, special, convention);
           rows.push_back(std::move(block.input_ids));
           types.push_back(std::move(block.token_type_ids));
           masks.push_back(std::move(block.attention_mask));
+          places.emplace_back(block.context_begin, block.cls_position);
         }
         auto logits = engine::full_logits(*model_, rows_to_tensor(rows, device), rows_to_tensor(types, device),
                                           rows_to_tensor(masks, device));
         auto cpu = logits.to(at::kCPU).contiguous();
-        for (size_t i = 0; i < count; ++i) keep(cpu, i, q, windows[first + i].first, windows[first + i].second, static_cast<int>(question.size()) + 2);
+        for (size_t i = 0; i < count; ++i)
+          keep(cpu, i, q, windows[first + i].first, windows[first + i].second, places[i].first, places[i].second);
       }
     }
   }

@@ -1,6 +1,7 @@
 # Test models, made at build time by the project's own exporter (never committed, never copied from shared/).
 #   tiny-own-vocab.pt   4 layers, hidden 64, vocabulary built from samples/documents by pydeformer.vocab
 #   tiny-real-vocab.pt  the same shape with the real bert-base-uncased vocabulary read from the data directory
+#   tiny-xlnet.pt       XLNet, 4 layers, d_model 64, with xlnet-base-cased's spiece.model from the data directory
 # initializer_range 0.2 (not 0.02) so that attention is far from uniform and the tests have teeth.
 set(FIXTURES ${CMAKE_CURRENT_BINARY_DIR}/fixtures)
 file(MAKE_DIRECTORY ${FIXTURES})
@@ -31,6 +32,16 @@ if(DEFORMER_PYTHON)
               --out ${FIXTURES}/tiny-real-vocab.pt
       DEPENDS ${FIXTURE_CONFIG} ${PYDEFORMER_SOURCES} COMMENT "Exporting tiny-real-vocab.pt")
     list(APPEND FIXTURE_FILES ${FIXTURES}/tiny-real-vocab.pt)
+  endif()
+  string(REPLACE bert-base-uncased-vocab.txt xlnet-base-cased-spiece.model XLNET_SPIECE ${REAL_VOCAB})
+  if(EXISTS ${XLNET_SPIECE})
+    set(XLNET_FIXTURE_CONFIG ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/tiny-xlnet.json)
+    add_custom_command(OUTPUT ${FIXTURES}/tiny-xlnet.pt
+      COMMAND ${CMAKE_COMMAND} -E env DEFORMER_PYTHON=${DEFORMER_PYTHON}
+              ${EXPORT} --random-init --config ${XLNET_FIXTURE_CONFIG} --spiece ${XLNET_SPIECE} --seed 13
+              --out ${FIXTURES}/tiny-xlnet.pt
+      DEPENDS ${XLNET_FIXTURE_CONFIG} ${PYDEFORMER_SOURCES} COMMENT "Exporting tiny-xlnet.pt")
+    list(APPEND FIXTURE_FILES ${FIXTURES}/tiny-xlnet.pt)
   endif()
 endif()
 add_custom_target(fixtures ALL DEPENDS ${FIXTURE_FILES})

@@ -53,6 +53,46 @@ TEST(Layout, FullBlockMatchesHuggingFaceLayout) {
   EXPECT_EQ(cut.input_ids[3], 102);
 }
 
+// XLNet (HF XLNetTokenizer's conventions; xlnet-base-cased ids <cls> 3, <sep> 4, <pad> 5).
+SpecialTokens xlnet_special() {
+  SpecialTokens s;
+  s.pad = 5;
+  s.cls = 3;
+  s.sep = 4;
+  return s;
+}
+
+TEST(Layout, XLNetQuestionBlockEndsWithSepClsAndPadsWithPad) {
+  auto b = question_block({7, 8, 9}, 8, xlnet_special(), Convention::kXLNet);
+  EXPECT_EQ(b.input_ids, (std::vector<int64_t>{7, 8, 9, 4, 3, 5, 5, 5}));
+  EXPECT_EQ(b.attention_mask, (std::vector<int64_t>{1, 1, 1, 1, 1, 0, 0, 0}));
+  EXPECT_EQ(b.cls_position, 4);
+  auto cut = question_block(std::vector<int64_t>(40, 9), 27, xlnet_special(), Convention::kXLNet);
+  EXPECT_TRUE(cut.truncated);
+  EXPECT_EQ(cut.input_ids[25], 4);
+  EXPECT_EQ(cut.input_ids[26], 3);
+}
+
+TEST(Layout, XLNetDocumentBlockPadsWithPad) {
+  auto b = document_block({11, 12}, 5, xlnet_special(), Convention::kXLNet);
+  EXPECT_EQ(b.input_ids, (std::vector<int64_t>{11, 12, 4, 5, 5}));
+  EXPECT_EQ(b.attention_mask, (std::vector<int64_t>{1, 1, 1, 0, 0}));
+  EXPECT_EQ(b.context_begin, 0);
+  EXPECT_THROW(document_block({1}, 5, SpecialTokens{}, Convention::kXLNet), std::invalid_argument);
+}
+
+TEST(Layout, XLNetFullBlockIsContextQuestionClsLeftPadded) {
+  auto b = full_block({7, 8}, {20, 21, 22}, 10, 64, xlnet_special(), Convention::kXLNet);
+  EXPECT_EQ(b.input_ids, (std::vector<int64_t>{5, 5, 20, 21, 22, 4, 7, 8, 4, 3}));
+  EXPECT_EQ(b.token_type_ids, (std::vector<int64_t>{3, 3, 0, 0, 0, 0, 1, 1, 1, 2}));
+  EXPECT_EQ(b.attention_mask, (std::vector<int64_t>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(b.context_begin, 2);
+  EXPECT_EQ(b.cls_position, 9);
+  auto cut = full_block({1, 2, 3, 4}, {20}, 10, 2, xlnet_special(), Convention::kXLNet);
+  EXPECT_TRUE(cut.truncated);
+  EXPECT_EQ(cut.input_ids, (std::vector<int64_t>{5, 5, 5, 5, 20, 4, 1, 2, 4, 3}));
+}
+
 TEST(Layout, WindowsCoverTheDocumentWithStride) {
   auto w = document_windows(700, 292, 128);
   ASSERT_EQ(w.size(), 5u);  // begins 0, 128, 256, 384, 512

@@ -1,7 +1,10 @@
 // Parity of the C++ forward with a reference implementation, on cases a reference script wrote:
 //   - tests/golden/eager_reference.py: the exporter's eager PyTorch module (full and deformer mode), run by CTest
 //     before this test (fixture eager_parity);
-//   - tests/hf/bert_hf_parity.py: Hugging Face BertForQuestionAnswering (GPU machine), full mode.
+//   - tests/hf/bert_hf_parity.py: Hugging Face BertForQuestionAnswering (GPU machine), full mode;
+//   - tests/golden/xlnet_eager_reference.py: the eager XLNetQA (full and deformer mode);
+//   - tests/hf/xlnet_hf_parity.py: Hugging Face XLNetForQuestionAnsweringSimple (GPU machine), full mode.
+// The layout convention (BERT or XLNet order, padding side, segments) follows the model's type.
 // DEFORMER_PARITY_CASES (colon-separated JSON files) overrides the default eager cases; DEFORMER_TEST_DEVICE=cuda
 // runs the C++ side on the GPU.
 #include <gtest/gtest.h>
@@ -70,6 +73,7 @@ TEST(Parity, CppForwardEqualsReference) {
     special.cls = spec.at("cls");
     special.sep = spec.at("sep");
     const auto& c = model->config();
+    const Convention convention = convention_of(c);
     double worst_full = 0, worst_deformer = 0;
     int full_cases = 0, deformer_cases = 0;
     for (const auto& item : spec.at("cases")) {
@@ -77,7 +81,8 @@ TEST(Parity, CppForwardEqualsReference) {
       const auto w = item.at("window_ids").get<std::vector<int64_t>>();
       const std::string name = file + " case " + item.value("key", nlohmann::json()).dump();
       if (item.contains("full")) {
-        auto block = full_block(q, w, spec.value("max_seq_len", c.max_seq_len), spec.value("max_question_len", c.max_question_len), special);
+        auto block = full_block(q, w, spec.value("max_seq_len", c.max_seq_len), spec.value("max_question_len", c.max_question_len),
+                                special, convention);
         if (item.contains("input_ids")) {
           auto ids = item["input_ids"].get<std::vector<int64_t>>();
           ASSERT_TRUE(std::equal(ids.begin(), ids.end(), block.input_ids.begin())) << "layout differs from the reference: " << name;
@@ -93,13 +98,16 @@ TEST(Parity, CppForwardEqualsReference) {
       }
       for (const auto& split : item.value("deformer", nlohmann::json::array())) {
         const int k = split.at("k");
-        auto qb = question_block(q, c.question_block, special);
-        auto db = document_block(w, c.document_block, special);
+        auto qb = question_block(q, c.question_block, special, convention);
+        auto db = document_block(w, c.document_block, special, convention);
         auto q_ids = row(qb.input_ids, device), d_ids = row(db.input_ids, device);
         auto logits = engine::answer_logits(*model, engine::encode_questions(*model, q_ids, k), q_ids,
                                             engine::encode_documents(*model, d_ids, k), d_ids, k);
-        std::vector<int64_t> mask(qb.attention_mask);
-        mask.insert(mask.end(), db.attention_mask.begin(), db.attention_mask.end());
+        // The joint row's order: [question ; document] for BERT, [document ; question] for XLNet.
+        const bool document_first = convention == Convention::kXLNet;
+        std::vector<int64_t> mask(document_first ? db.attention_mask : qb.attention_mask);
+        const auto& second = document_first ? qb.attention_mask : db.attention_mask;
+        mask.insert(mask.end(), second.begin(), second.end());
         const double d = max_diff(logits, split["start"], split["end"], mask);
         EXPECT_LE(d, kTolerance) << name << " k=" << k;
         worst_deformer = std::max(worst_deformer, d);

@@ -39,6 +39,22 @@ if(DEFORMER_PYTHON AND TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/d
   set_tests_properties(eager_reference PROPERTIES FIXTURES_SETUP eager_parity)
   add_test(NAME parity_eager COMMAND parity_test)
   set_tests_properties(parity_eager PROPERTIES FIXTURES_REQUIRED eager_parity)
+  if(TARGET deformer_spm AND DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
+    set(XLNET_MODEL ${FIXTURES}/tiny-xlnet.pt)
+    add_test(NAME xlnet_eager_reference COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/xlnet_eager_reference.py
+             --model ${XLNET_MODEL} --squad ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json
+             --tokenizer-cmd "$<TARGET_FILE:deformer-qa> tokenize --model ${XLNET_MODEL}"
+             --out ${FIXTURES}/xlnet-eager-parity.json)
+    set_tests_properties(xlnet_eager_reference PROPERTIES FIXTURES_SETUP xlnet_eager_parity)
+    add_test(NAME parity_eager_xlnet COMMAND parity_test)
+    set_tests_properties(parity_eager_xlnet PROPERTIES FIXTURES_REQUIRED xlnet_eager_parity
+                         ENVIRONMENT "DEFORMER_PARITY_CASES=${FIXTURES}/xlnet-eager-parity.json")
+  endif()
+endif()
+deformer_add_test(xlnet_test xlnet_test.cpp LIBS HDF5::HDF5)
+add_dependencies(xlnet_test fixtures)
+if(TARGET deformer_spm)
+  add_dependencies(xlnet_test deformer_spm)
 endif()
 deformer_add_test(decode_test decode_test.cpp)
 deformer_add_test(reader_test reader_test.cpp)
@@ -126,6 +142,23 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
     add_test(NAME cli_eval_cached_equals_raw COMMAND ${CLI_DIR}/eval_cache.sh ${QA} ${CACHE_TOOL}
              ${FIXTURES}/tiny-real-vocab.pt ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json ${CACHE_WORK}/dev)
   endif()
+endif()
+
+# XLNet models through the same CLIs: answers in both modes, and a cache built and read back.
+if(TARGET deformer-qa AND TARGET deformer-cache AND TARGET deformer_spm AND DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
+  set(XLNET_MODEL ${FIXTURES}/tiny-xlnet.pt)
+  cli_test(xlnet_ask_deformer 0 "\"doc\":\"river.txt\"" ${QA} ask --model ${XLNET_MODEL} --question "Where does the Vell rise?"
+           --context-file ${PROJECT_SOURCE_DIR}/samples/documents/river.txt --top-k 2)
+  cli_test(xlnet_ask_full 0 "\"start\":" ${QA} ask --model ${XLNET_MODEL} --mode full --question "Who won?"
+           --context "Marta Ilves won the event seven times.")
+  cli_test(xlnet_cache_build 0 "wrote .*: 4 documents, 4 windows" ${CACHE_TOOL} build --model ${XLNET_MODEL}
+           --input ${PROJECT_SOURCE_DIR}/samples/documents --out ${CACHE_WORK}/xlnet-samples.h5)
+  set_tests_properties(cli_xlnet_cache_build PROPERTIES FIXTURES_SETUP xlnet_samples_cache)
+  cli_test(xlnet_ask_cached 0 "\"doc\":\"river.txt\"" ${QA} ask --model ${XLNET_MODEL} --cache ${CACHE_WORK}/xlnet-samples.h5
+           --doc river.txt --question "Where does the Vell rise?")
+  cli_test(xlnet_cache_refused_by_bert nonzero "model type is .xlnet. in the cache, expected .bert." ${QA} ask --model ${OWN_MODEL} --cache ${CACHE_WORK}/xlnet-samples.h5
+           --doc river.txt --question "Where?")
+  set_tests_properties(cli_xlnet_ask_cached cli_xlnet_cache_refused_by_bert PROPERTIES FIXTURES_REQUIRED xlnet_samples_cache)
 endif()
 
 # Tests registered above only when the data directory exists; this one says so when it does not

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -194,7 +195,8 @@ TEST(MakeTokenizer, UsesTheVocabularyAndCaseOfTheModelFile) {
 }
 
 // SentencePiece runs in this process although it links LibTorch (through libdeformer): the bridge is
-// dlopen'ed with RTLD_DEEPBIND, so its protobuf-lite stays apart. Parity with HF XLNet is not tested yet.
+// loaded into a link-map namespace of its own, so its protobuf-lite stays apart (plain SentencePiece, no HF
+// preprocessing).
 TEST(SentencePiece, XlnetModelLoadsNextToLibTorchAndMapsOffsets) {
   const std::string path = testing::data_dir() + "/tokenizers/xlnet-base-cased-spiece.model";
   DEFORMER_REQUIRE_FILE(path);
@@ -220,6 +222,53 @@ TEST(SentencePiece, XlnetModelLoadsNextToLibTorchAndMapsOffsets) {
   EXPECT_THROW(make_sentencepiece("not a model"), std::invalid_argument);
 }
 
+// HF XLNetTokenizer's preprocessing, checked as properties (the goldens below check exact parity): `` and '' are
+// '"', accents and compatibility forms normalize away while offsets keep pointing at the original characters,
+// special tokens written in the text are those tokens, and the word-start marker aligns with the word.
+TEST(SentencePiece, XlnetPreprocessingMatchesHuggingFaceConventions) {
+  const std::string path = testing::data_dir() + "/tokenizers/xlnet-base-cased-spiece.model";
+  DEFORMER_REQUIRE_FILE(path);
+  auto t = make_xlnet_tokenizer(read_file(path));
+  auto e = t->encode("Hello world");
+  ASSERT_FALSE(e.ids.empty());
+  EXPECT_EQ(e.offsets.front().begin, 0);
+  EXPECT_EQ(e.offsets.back(), (TokenOffset{6, 11}));
+  for (const auto& o : e.offsets) EXPECT_TRUE(o.end <= 5 || o.begin >= 6) << "no token covers the space";
+
+  auto quoted = t->encode("say ``hi'' now"), plain = t->encode("say \"hi\" now");
+  EXPECT_EQ(quoted.ids, plain.ids);
+  ASSERT_EQ(quoted.ids.size(), plain.ids.size());
+  const auto q = spans(quoted);
+  EXPECT_TRUE(std::find(q.begin(), q.end(), std::make_pair<int64_t, int64_t>(4, 6)) != q.end()) << "`` spans 2 code points";
+
+  auto accented = t->encode("Beyonc\xc3\xa9 caf\xc3\xa9"), bare = t->encode("Beyonce cafe");
+  EXPECT_EQ(accented.ids, bare.ids);
+  EXPECT_EQ(spans(accented), spans(bare)) << "one code point for one: offsets unchanged";
+  EXPECT_EQ(t->encode("Beyonce\xcc\x81").ids, t->encode("Beyonce").ids);  // e + U+0301: the mark is dropped
+  EXPECT_EQ(t->encode("\xef\xac\x81ne").ids, t->encode("fine").ids);  // U+FB01 ligature: NFKD "fi"
+
+  auto special = t->encode("a<sep>b <cls>");
+  std::vector<int32_t> ids(special.ids.begin(), special.ids.end());
+  EXPECT_NE(std::find(ids.begin(), ids.end(), 4), ids.end());
+  EXPECT_EQ(special.ids.back(), 3);
+  EXPECT_EQ(special.offsets.back(), (TokenOffset{8, 13}));
+  EXPECT_TRUE(t->encode(" \t\n ").ids.empty());
+  EXPECT_THROW(t->encode("bad \xff"), std::invalid_argument);
+
+  // Concurrent encodes through the bridge (its own libc and libstdc++) give the single-threaded result.
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "The keeper, Marta Ilves, lit the lamp ``every'' evening in 1990, caf\xc3\xa9. ";
+  const auto want = t->encode(text).ids;
+  std::atomic<int> differing{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&] {
+      for (int r = 0; r < 10; ++r) differing += t->encode(text).ids != want;
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(differing.load(), 0);
+}
+
 // Texts by golden key: c/A/P (context), q/A/P/Q (question), h/I (hard string).
 std::map<std::string, std::string> golden_texts() {
   std::map<std::string, std::string> texts;
@@ -239,13 +288,11 @@ std::map<std::string, std::string> golden_texts() {
   return texts;
 }
 
-void check_golden(const std::string& vocab_name, bool lower, const std::string& golden_name) {
-  const std::string vocab = testing::data_dir() + "/tokenizers/" + vocab_name;
+void check_golden(const Tokenizer& tokenizer_ref, const std::string& golden_name) {
+  const Tokenizer* tokenizer = &tokenizer_ref;
   const std::string golden = std::string(DEFORMER_SOURCE_DIR) + "/tests/golden/" + golden_name;
-  DEFORMER_REQUIRE_FILE(vocab);
   DEFORMER_REQUIRE_FILE(testing::squad_dev_v11());
   ASSERT_TRUE(std::filesystem::exists(golden)) << golden;  // committed: never skipped
-  auto tokenizer = make_wordpiece(read_file(vocab), lower);
   const auto texts = golden_texts();
   std::istringstream lines(read_gzip(golden));
   std::string line;
@@ -293,12 +340,29 @@ void check_golden(const std::string& vocab_name, bool lower, const std::string& 
   EXPECT_EQ(texts.size(), total);
 }
 
+void check_wordpiece_golden(const std::string& vocab_name, bool lower, const std::string& golden_name) {
+  const std::string vocab = testing::data_dir() + "/tokenizers/" + vocab_name;
+  DEFORMER_REQUIRE_FILE(vocab);
+  check_golden(*make_wordpiece(read_file(vocab), lower), golden_name);
+}
+
 TEST(WordPieceGolden, BertBaseUncasedMatchesHuggingFace) {
-  check_golden("bert-base-uncased-vocab.txt", true, "wordpiece-bert-base-uncased.jsonl.gz");
+  check_wordpiece_golden("bert-base-uncased-vocab.txt", true, "wordpiece-bert-base-uncased.jsonl.gz");
 }
 
 TEST(WordPieceGolden, BertBaseCasedMatchesHuggingFace) {
-  check_golden("bert-base-cased-vocab.txt", false, "wordpiece-bert-base-cased.jsonl.gz");
+  check_wordpiece_golden("bert-base-cased-vocab.txt", false, "wordpiece-bert-base-cased.jsonl.gz");
+}
+
+// HF XLNetTokenizer goldens are made on the GPU machine (tests/golden/make_xlnet_tokenizer_goldens.py, run by
+// tests/hf/xlnet_on_gpu.sh) and committed; until they are, this test says so and skips.
+TEST(SentencePieceGolden, XlnetBaseCasedMatchesHuggingFace) {
+  const std::string spiece = testing::data_dir() + "/tokenizers/xlnet-base-cased-spiece.model";
+  DEFORMER_REQUIRE_FILE(spiece);
+  const std::string golden = "sentencepiece-xlnet-base-cased.jsonl.gz";
+  if (!std::filesystem::exists(std::string(DEFORMER_SOURCE_DIR) + "/tests/golden/" + golden))
+    GTEST_SKIP() << "tests/golden/" << golden << " not committed yet: make it on the GPU machine with tests/hf/xlnet_on_gpu.sh";
+  check_golden(*make_xlnet_tokenizer(read_file(spiece)), golden);
 }
 
 }  // namespace

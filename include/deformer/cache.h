@@ -49,6 +49,7 @@ struct CacheMetadata {
   int format_version = kFormatVersion;           // layout version; readers refuse versions they do not know
   std::string model_hash;                        // Model::content_hash() of the model that made the states
   std::string model_type = "bert";               // ModelConfig::model_type
+  std::string joint_order = "question,document"; // the upper layers' joint row; XLNet: "document,question"
   int k = 0;                                     // states are the output of layers 0..k-1
   int hidden_size = 0;                           // columns of every state row
   int question_block = 27;                       // question block the upper layers will be paired with

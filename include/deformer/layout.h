@@ -1,13 +1,24 @@
 #pragma once
 // Input layouts of DESIGN.md section 2, as plain id vectors (no torch): the paper's question and document
-// blocks for deformer mode, and Hugging Face's [CLS] q [SEP] d [SEP] windows for full mode.
+// blocks for deformer mode, and Hugging Face's windows for full mode. Two conventions (docs/xlnet.md):
+//   BERT:  question block [CLS] q [SEP]; document block d [SEP]; joint [question ; document];
+//          full [CLS] q [SEP] d [SEP], right-padded.
+//   XLNet: question block q <sep> <cls>; document block d <sep>; joint [document ; question];
+//          full d <sep> q <sep> <cls>, left-padded, segments 0 / 1 / 2 (<cls>) and 3 (padding), as HF's
+//          XLNetTokenizer writes them.
+// Padding uses SpecialTokens::pad for XLNet and id 0 for BERT.
 
 #include <cstdint>
 #include <vector>
 
+#include "deformer/model.h"      // ModelConfig
 #include "deformer/tokenizer.h"  // SpecialTokens
 
 namespace deformer {
+
+enum class Convention { kBert, kXLNet };
+// The convention of a model's type.
+Convention convention_of(const ModelConfig& config);
 
 // One padded row: ids, token types, positions and the key mask (1 real, 0 padding), all of one length.
 struct Block {
@@ -16,19 +27,26 @@ struct Block {
   std::vector<int64_t> position_ids;
   std::vector<int64_t> attention_mask;
   bool truncated = false;  // the input did not fit and was cut
+  int context_begin = -1;  // index of the first window token (-1: the block holds none)
+  int cls_position = -1;   // index of [CLS] / <cls> (-1: the block holds none)
 };
 
 // [CLS] question[: length - 2] [SEP], right-padded to length; types 0; positions 0..length-1.
-Block question_block(const std::vector<int64_t>& question_ids, int length, const SpecialTokens& special);
+// XLNet: q[: length - 2] <sep> <cls>, right-padded with <pad>; types 1; positions 0..length-1.
+Block question_block(const std::vector<int64_t>& question_ids, int length, const SpecialTokens& special,
+                     Convention convention = Convention::kBert);
 
 // window [SEP], right-padded to length (no [CLS]); types 1; positions 0..length-1. A window longer than
 // length - 1 tokens is a caller error (std::invalid_argument): windowing must respect the block.
-Block document_block(const std::vector<int64_t>& window_ids, int length, const SpecialTokens& special);
+// XLNet: the same, padded with <pad>, types 0.
+Block document_block(const std::vector<int64_t>& window_ids, int length, const SpecialTokens& special,
+                     Convention convention = Convention::kBert);
 
 // [CLS] question [SEP] window [SEP], right-padded to length; types 0 then 1; contiguous positions.
 // The question is cut to max_question_len tokens first; the total must fit in length.
+// XLNet: window <sep> question <sep> <cls>, left-padded with <pad> (HF's padding side for XLNet).
 Block full_block(const std::vector<int64_t>& question_ids, const std::vector<int64_t>& window_ids, int length,
-                 int max_question_len, const SpecialTokens& special);
+                 int max_question_len, const SpecialTokens& special, Convention convention = Convention::kBert);
 
 // Question-independent windows over a document's tokens: [begin, end) token ranges of at most `window`
 // tokens, starting every `stride` tokens, the last one reaching the end. Throws std::invalid_argument

@@ -29,18 +29,19 @@ struct LoadOptions {
 
 // The shape and conventions a model file declares (DESIGN.md sections 2 and 3).
 struct ModelConfig {
-  std::string model_type;         // "bert"
-  std::string architecture;       // e.g. "BertForQuestionAnswering"
+  std::string model_type;         // "bert" or "xlnet"
+  std::string architecture;       // "BertForQuestionAnswering" or "XLNetForQuestionAnsweringSimple"
   int num_layers = 0;
   int hidden_size = 0;
   int num_heads = 0;
   int intermediate_size = 0;
   int vocab_size = 0;
-  int max_position_embeddings = 0;
-  int type_vocab_size = 0;
+  int max_position_embeddings = 0;  // 0 for XLNet: relative positions have no limit
+  int type_vocab_size = 0;          // XLNet: 0 (segments enter the attention, not the embeddings)
+  int pad_token_id = 0;             // the padding id the layouts write and the masks test
   double layer_norm_eps = 0;
   std::string hidden_act;
-  std::string tokenizer_type;     // "wordpiece"
+  std::string tokenizer_type;     // "wordpiece" or "sentencepiece"
   bool do_lower_case = true;
   int question_block = 27;        // [CLS] question [SEP], padded (deformer mode)
   int document_block = 293;       // window [SEP], padded (deformer mode)
@@ -65,7 +66,8 @@ class Model {
   const LoadOptions& options() const;
   // Identifies the weights, vocabulary and config; caches record it and refuse other models.
   const std::string& content_hash() const;
-  // The tokenizer data embedded in the file (vocab.txt contents for WordPiece).
+  // The tokenizer data embedded in the file (vocab.txt contents for WordPiece, spiece.model bytes for
+  // SentencePiece).
   const std::string& vocabulary() const;
   const std::string& path() const;
   int64_t parameter_count() const;

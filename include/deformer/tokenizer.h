@@ -67,12 +67,19 @@ std::unique_ptr<Tokenizer> make_wordpiece(std::string vocab_text, bool do_lower_
 // SentencePiece from a serialized model (spiece.model contents), e.g. XLNet's. Plain SentencePiece
 // encoding with the model's own normalizer; offsets map through it into the original text. Special-token ids
 // follow XLNet's names (<pad>, <unk>, <cls>, <sep>, <mask>; -1 when absent). Hugging Face's XLNet text
-// preprocessing (whitespace collapsing, `` and '' to ", accent removal) is NOT applied: parity with HF
-// XLNetTokenizer is not established yet. Needs libdeformer_spm.so at run time (std::runtime_error when it
+// preprocessing is not applied (make_xlnet_tokenizer applies it). Needs libdeformer_spm.so at run time (std::runtime_error when it
 // cannot be loaded); std::invalid_argument for a model SentencePiece rejects.
 std::unique_ptr<Tokenizer> make_sentencepiece(std::string model_proto);
 
-// The tokenizer a model file declares, built from the vocabulary embedded in it. Throws
+// XLNet's tokenizer as Hugging Face XLNetTokenizer (transformers 5, the `tokenizers` backend; keep_accents false,
+// no lower-casing) writes it: its special tokens (<sep>, <cls>, ...) matched literally in the text; `` and '' to ";
+// NFKD; nonspacing marks dropped; then SentencePiece with the model's own normalizer and whitespace handling.
+// Offsets are code points of the original text (a piece's word-start marker is aligned with the word's first
+// character). Needs libdeformer_spm.so, like make_sentencepiece.
+std::unique_ptr<Tokenizer> make_xlnet_tokenizer(std::string model_proto);
+
+// The tokenizer a model file declares, built from the vocabulary embedded in it (XLNet models: make_xlnet_tokenizer).
+// Throws
 // std::runtime_error for a tokenizer type this build does not support.
 std::unique_ptr<Tokenizer> make_tokenizer(const Model& model);
 

@@ -1,8 +1,9 @@
 #pragma once
 // C interface of libdeformer_spm.so, the only code that links Debian's libsentencepiece. That library
 // carries its own protobuf-lite, whose symbols clash with the libprotobuf LibTorch loads (a crash at
-// program start when both are linked into one program), so libdeformer loads the bridge at run time with
-// dlopen(RTLD_LOCAL | RTLD_DEEPBIND) and talks to it only through these functions. No C++ types cross.
+// program start when both are linked into one program), so libdeformer loads the bridge at run time into a
+// link-map namespace of its own (dlmopen; sentencepiece.cpp says why not only RTLD_DEEPBIND) and talks to it only
+// through these functions. No C++ types cross, and memory is released by the side that allocated it.
 
 #include <stddef.h>
 #include <stdint.h>

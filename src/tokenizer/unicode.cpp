@@ -19,6 +19,7 @@ struct CombiningClass {
 }  // namespace
 
 #include "tokenizer/unicode_tables.inc"
+#include "tokenizer/nfkd_table.inc"
 
 
 namespace {
@@ -49,6 +50,11 @@ uint8_t combining_class(char32_t cp) {
   const auto* end = kCombining + sizeof(kCombining) / sizeof(kCombining[0]);
   const auto* it = std::lower_bound(kCombining, end, cp, [](const CombiningClass& c, char32_t v) { return c.cp < v; });
   return it != end && it->cp == cp ? it->ccc : 0;
+}
+
+int decompose_compatibility(char32_t cp, char32_t* out) {
+  if (cp >= kHangulFirst && cp <= kHangulLast) return decompose_hangul(cp, out);
+  return copy(kCompatMap, kCompatMapPool, cp, out);
 }
 
 int decompose_hangul(char32_t cp, char32_t* out) {

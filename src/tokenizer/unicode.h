@@ -29,6 +29,12 @@ int lowercase(char32_t cp, char32_t* out);
 int decompose(char32_t cp, char32_t* out);
 uint8_t combining_class(char32_t cp);
 
+// Full NFKD of `cp` (canonical and compatibility decompositions applied recursively, Hangul included) into
+// `out`, which must hold kMaxDecomposition code points; returns its length (1 and `cp` itself when it has none).
+// Combining marks come out in the order of the mapping; canonical reordering is the caller's.
+constexpr int kMaxDecomposition = 18;
+int decompose_compatibility(char32_t cp, char32_t* out);
+
 constexpr char32_t kHangulFirst = 0xAC00, kHangulLast = 0xD7A3;
 // Hangul syllable to its 2 or 3 jamo (Unicode 3.12).
 int decompose_hangul(char32_t cp, char32_t* out);

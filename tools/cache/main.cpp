@@ -158,6 +158,7 @@ nlohmann::json describe(const cache::CacheReader& r, const std::string& path) {
           {"format_version", m.format_version},
           {"model_hash", m.model_hash},
           {"model_type", m.model_type},
+          {"joint_order", m.joint_order},
           {"k", m.k},
           {"hidden_size", m.hidden_size},
           {"question_block", m.question_block},

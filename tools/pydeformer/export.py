@@ -1,4 +1,4 @@
-"""deformer-export: a Hugging Face BERT QA checkpoint (or a random model) to a libdeformer model file."""
+"""deformer-export: a Hugging Face BERT or XLNet QA checkpoint (or a random model) to a libdeformer model file."""
 import argparse
 import json
 import os
@@ -6,8 +6,12 @@ import sys
 
 import torch
 
+from . import xlnet
 from .bert import BertConfig, BertQA, init_random
 from .modelfile import ExportError, map_hf_state, read_checkpoint_dir, vocab_is_cased, write_model_file
+
+# The first bytes of a serialized SentencePiece ModelProto: field 1 (pieces), length-delimited.
+_SPIECE_MAGIC = b"\x0a"
 
 
 def _read_vocab(path: str) -> bytes:
@@ -35,8 +39,29 @@ def _lower_case(args, vocab: bytes, checkpoint_dir=None) -> bool:
     return not vocab_is_cased(vocab.decode("utf-8"))
 
 
+def _read_spiece(path: str) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(_SPIECE_MAGIC):
+        raise ExportError("%s: not a SentencePiece model (spiece.model)" % path)
+    return data
+
+
+def _export_xlnet(args, hf_config, state) -> dict:
+    config = xlnet.XLNetConfig(hf_config)
+    spiece_path = args.spiece or os.path.join(args.checkpoint, "spiece.model")
+    if not os.path.isfile(spiece_path):
+        raise ExportError("%s: no spiece.model (pass --spiece)" % args.checkpoint)
+    model = xlnet.XLNetQA(config)
+    model.load_state_dict(map_hf_state(config, state))
+    return write_model_file(model, config, _read_spiece(spiece_path), False, args.out,
+                            source=os.path.abspath(args.checkpoint), storage_dtype=args.storage_dtype)
+
+
 def export_checkpoint(args) -> dict:
     hf_config, state = read_checkpoint_dir(args.checkpoint)
+    if hf_config.get("model_type") == "xlnet":
+        return _export_xlnet(args, hf_config, state)
     config = BertConfig(hf_config)
     vocab_path = args.vocab or os.path.join(args.checkpoint, "vocab.txt")
     if not os.path.isfile(vocab_path):
@@ -49,10 +74,20 @@ def export_checkpoint(args) -> dict:
 
 
 def export_random(args) -> dict:
-    if not args.config or not args.vocab:
-        raise ExportError("--random-init needs --config and --vocab")
+    if not args.config:
+        raise ExportError("--random-init needs --config")
     with open(args.config, encoding="utf-8") as f:
         values = json.load(f)
+    if values.get("model_type") == "xlnet":
+        if not args.spiece:
+            raise ExportError("--random-init of an XLNet config needs --spiece")
+        config = xlnet.XLNetConfig(values)  # vocab_size from the config: it must match the SentencePiece model
+        model = xlnet.XLNetQA(config)
+        xlnet.init_random(model, config, args.seed)
+        return write_model_file(model, config, _read_spiece(args.spiece), False, args.out,
+                                source="random-init seed %d" % args.seed, storage_dtype=args.storage_dtype)
+    if not args.vocab:
+        raise ExportError("--random-init needs --config and --vocab")
     vocab = _read_vocab(args.vocab)
     values["vocab_size"] = len(vocab.decode("utf-8").splitlines())
     config = BertConfig(values)
@@ -62,16 +97,18 @@ def export_random(args) -> dict:
                             source="random-init seed %d" % args.seed, storage_dtype=args.storage_dtype)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="deformer-export",
-        description="Write a libdeformer model file (TorchScript) from a Hugging Face BertForQuestionAnswering "
-                    "checkpoint directory, or a random-weight model of any shape.")
+        description="Write a libdeformer model file (TorchScript) from a Hugging Face BertForQuestionAnswering or "
+                    "XLNetForQuestionAnsweringSimple checkpoint directory, or a random-weight model of any shape. "
+                    "XLNetForQuestionAnswering (beam-search head) is refused.")
     parser.add_argument("checkpoint", nargs="?", help="Hugging Face checkpoint directory")
     parser.add_argument("--out", required=True, help="model file to write (written atomically)")
     parser.add_argument("--random-init", action="store_true", help="random weights instead of a checkpoint")
     parser.add_argument("--config", help="config.json giving the shape (with --random-init)")
     parser.add_argument("--vocab", help="vocab.txt (default: the checkpoint's); sets vocab_size with --random-init")
+    parser.add_argument("--spiece", help="XLNet: spiece.model (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (with --random-init)")
     parser.add_argument("--lower-case", choices=("yes", "no"), default=None,
                         help="tokenizer lower-casing (default: tokenizer_config.json, else guessed from the vocab)")
@@ -80,15 +117,25 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.random_init == bool(args.checkpoint):
         parser.error("give either a checkpoint directory or --random-init")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     try:
         with torch.no_grad():
             config = export_random(args) if args.random_init else export_checkpoint(args)
     except (ExportError, ValueError, OSError) as e:
         print("deformer-export: error: %s" % e, file=sys.stderr)
         return 1
-    b = config["bert"]
-    print("wrote %s: %s, %d layers, hidden %d, vocab %d, lower_case=%s, %s" % (
-        args.out, config["architecture"], b["num_hidden_layers"], b["hidden_size"], b["vocab_size"],
+    if config["model_type"] == "xlnet":
+        x = config["xlnet"]
+        layers, hidden, vocab = x["n_layer"], x["d_model"], x["vocab_size"]
+    else:
+        b = config["bert"]
+        layers, hidden, vocab = b["num_hidden_layers"], b["hidden_size"], b["vocab_size"]
+    print("wrote %s: %s, %d layers, hidden %d, vocab %d, tokenizer %s lower_case=%s, %s" % (
+        args.out, config["architecture"], layers, hidden, vocab, config["tokenizer"]["type"],
         config["tokenizer"]["do_lower_case"], config["content_hash"][:19]))
     return 0
 

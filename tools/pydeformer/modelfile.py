@@ -1,10 +1,12 @@
 """The libdeformer model file (DESIGN.md section 3): reading Hugging Face checkpoints, writing TorchScript.
 
-The file is a TorchScript archive of BertQA with these extra files, which the C++ loader checks:
+The file is a TorchScript archive of BertQA or XLNetQA with these extra files, which the C++ loader checks:
   deformer/format_version   "1"
-  deformer/config.json      architecture, BertConfig, tokenizer settings, block layout, content hash
-  deformer/vocab.txt        the WordPiece vocabulary, one token a line
-  deformer/content_hash     sha256 over config, vocabulary and every tensor (identifies the model in caches)
+  deformer/config.json      model_type, architecture, the model's config (under "bert" or "xlnet"), tokenizer
+                            settings, block layout, content hash
+  deformer/vocab.txt        BERT: the WordPiece vocabulary, one token a line
+  deformer/spiece.model     XLNet: the SentencePiece model (spiece.model bytes)
+  deformer/content_hash     sha256 over config, tokenizer data and every tensor (identifies the model in caches)
 """
 import hashlib
 import json
@@ -15,7 +17,9 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .bert import HF_IGNORED, HF_LEGACY_SUFFIXES, BertConfig, BertQA, hf_parameter_names
+from . import bert, xlnet
+from .bert import HF_LEGACY_SUFFIXES, BertConfig, BertQA
+from .xlnet import XLNetConfig, XLNetQA
 
 FORMAT_NAME = "libdeformer-model"
 FORMAT_VERSION = 1
@@ -32,7 +36,19 @@ DEFAULT_LAYOUT = {
 
 STORAGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
-SUPPORTED_ARCHITECTURES = ("BertForQuestionAnswering",)
+# model_type -> the Hugging Face architectures this exporter reproduces.
+SUPPORTED_ARCHITECTURES = {"bert": ("BertForQuestionAnswering",), "xlnet": ("XLNetForQuestionAnsweringSimple",)}
+
+# Architectures refused with a specific reason.
+REFUSED_ARCHITECTURES = {
+    "XLNetForQuestionAnswering": "its beam-search head (start_n_top/end_n_top, end logits conditioned on a chosen "
+                                 "start, answer class) has no per-position start/end logits; export a "
+                                 "XLNetForQuestionAnsweringSimple checkpoint instead",
+}
+
+
+def _supported_list() -> str:
+    return ", ".join(a for names in SUPPORTED_ARCHITECTURES.values() for a in names)
 
 
 class ExportError(Exception):
@@ -115,12 +131,15 @@ def read_checkpoint_dir(directory: str) -> Tuple[Dict, Dict[str, torch.Tensor]]:
         config = json.load(f)
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
-    if model_type != "bert":
+    for a in architectures:
+        if a in REFUSED_ARCHITECTURES:
+            raise ExportError("unsupported architecture: %s: %s" % (a, REFUSED_ARCHITECTURES[a]))
+    if model_type not in SUPPORTED_ARCHITECTURES:
         raise ExportError("unsupported architecture: %s (model_type %s); this exporter supports %s"
-                          % ("/".join(architectures) or "unknown", model_type, ", ".join(SUPPORTED_ARCHITECTURES)))
-    if architectures and not any(a in SUPPORTED_ARCHITECTURES for a in architectures):
+                          % ("/".join(architectures) or "unknown", model_type, _supported_list()))
+    if architectures and not any(a in SUPPORTED_ARCHITECTURES[model_type] for a in architectures):
         raise ExportError("unsupported architecture: %s; this exporter supports %s (a model with a span head)"
-                          % ("/".join(architectures), ", ".join(SUPPORTED_ARCHITECTURES)))
+                          % ("/".join(architectures), _supported_list()))
     safetensors = os.path.join(directory, "model.safetensors")
     torch_bin = os.path.join(directory, "pytorch_model.bin")
     if os.path.isfile(safetensors):
@@ -132,21 +151,27 @@ def read_checkpoint_dir(directory: str) -> Tuple[Dict, Dict[str, torch.Tensor]]:
     return config, state
 
 
-def map_hf_state(config: BertConfig, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Renames a Hugging Face state dict to BertQA's names; every tensor must be mapped or ignored on purpose."""
+def map_hf_state(config, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Renames a Hugging Face state dict to BertQA's or XLNetQA's names (by the type of config); every tensor must
+    be mapped or ignored on purpose."""
+    definition = xlnet if isinstance(config, XLNetConfig) else bert
     normalised = {}
     for name, tensor in state.items():
         for old, new in HF_LEGACY_SUFFIXES:
             if name.endswith(old):
                 name = name[: -len(old)] + new
         normalised[name] = tensor
-    names = hf_parameter_names(config)
+    names = definition.hf_parameter_names(config)
+    if definition is xlnet and any(n.startswith(definition.HF_BEAM_HEAD_PREFIXES) for n in normalised):
+        raise ExportError("checkpoint has the beam-search head of XLNetForQuestionAnswering (start_logits/end_logits/"
+                          "answer_class), which this exporter does not support: " + REFUSED_ARCHITECTURES[
+                              "XLNetForQuestionAnswering"])
     missing = [theirs for theirs in names.values() if theirs not in normalised]
     if missing:
-        hint = " (the checkpoint has no QA head: is it a BertForQuestionAnswering?)" if any(
+        hint = " (the checkpoint has no QA head: is it a %s?)" % _supported_list() if any(
             m.startswith("qa_outputs") for m in missing) else ""
         raise ExportError("checkpoint lacks %d tensor(s): %s%s" % (len(missing), ", ".join(missing[:5]), hint))
-    known = set(names.values()) | set(HF_IGNORED)
+    known = set(names.values()) | set(definition.HF_IGNORED)
     unmapped = sorted(n for n in normalised if n not in known)
     if unmapped:
         raise ExportError("checkpoint has %d tensor(s) this exporter cannot map: %s"
@@ -177,9 +202,10 @@ def content_hash(config: Dict, vocab: bytes, state: Dict[str, torch.Tensor]) -> 
     return "sha256:" + h.hexdigest()
 
 
-def write_model_file(model: BertQA, bert_config: BertConfig, vocab: bytes, do_lower_case: bool, out: str,
+def write_model_file(model, model_config, vocab: bytes, do_lower_case: bool, out: str,
                      source: str, layout: Optional[Dict] = None, storage_dtype: str = "fp32") -> Dict:
-    """Scripts the model and writes it atomically (temporary file, then rename). Returns the embedded config.
+    """Scripts the model (BertQA with a WordPiece vocab.txt, or XLNetQA with spiece.model bytes as `vocab`) and
+    writes it atomically (temporary file, then rename). Returns the embedded config.
 
     storage_dtype fp16 halves the file (for bundling); the loader converts weights to the compute dtype, and the
     content hash covers the stored values."""
@@ -187,13 +213,22 @@ def write_model_file(model: BertQA, bert_config: BertConfig, vocab: bytes, do_lo
         raise ExportError("unknown storage dtype %s (expected %s)" % (storage_dtype, ", ".join(STORAGE_DTYPES)))
     model = model.eval().to(STORAGE_DTYPES[storage_dtype])
     state = model.state_dict()
+    is_xlnet = isinstance(model_config, XLNetConfig)
+    model_type = "xlnet" if is_xlnet else "bert"
+    tokenizer_file = "spiece.model" if is_xlnet else "vocab.txt"
+    if is_xlnet:
+        # XLNetTokenizer's defaults: no lower-casing, accents removed (keep_accents false).
+        tokenizer = {"type": "sentencepiece", "do_lower_case": False, "keep_accents": False,
+                     "model_file": tokenizer_file}
+    else:
+        tokenizer = {"type": "wordpiece", "do_lower_case": do_lower_case, "vocab_file": tokenizer_file}
     config = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "model_type": "bert",
-        "architecture": "BertForQuestionAnswering",
-        "bert": bert_config.to_dict(),
-        "tokenizer": {"type": "wordpiece", "do_lower_case": do_lower_case, "vocab_file": "vocab.txt"},
+        "model_type": model_type,
+        "architecture": SUPPORTED_ARCHITECTURES[model_type][0],
+        model_type: model_config.to_dict(),
+        "tokenizer": tokenizer,
         "layout": dict(layout or DEFAULT_LAYOUT),
         "source": source,
         "exported_with_torch": torch.__version__,
@@ -205,7 +240,7 @@ def write_model_file(model: BertQA, bert_config: BertConfig, vocab: bytes, do_lo
     extra = {
         "deformer/format_version": str(FORMAT_VERSION),
         "deformer/config.json": json.dumps(config, indent=1, sort_keys=True),
-        "deformer/vocab.txt": vocab,
+        "deformer/" + tokenizer_file: vocab,
         "deformer/content_hash": digest,
     }
     directory = os.path.dirname(os.path.abspath(out))
@@ -223,14 +258,19 @@ def write_model_file(model: BertQA, bert_config: BertConfig, vocab: bytes, do_lo
     return config
 
 
-def load_model_file(path: str) -> Tuple[BertQA, Dict, str]:
-    """Reads a model file back as an eager BertQA (the reference for parity tests), its config and vocabulary."""
-    extra = {"deformer/config.json": "", "deformer/vocab.txt": ""}
+def load_model_file(path: str):
+    """Reads a model file back as an eager BertQA or XLNetQA (the reference for parity tests), its config and its
+    tokenizer data (vocab.txt text for BERT, spiece.model bytes for XLNet)."""
+    extra = {"deformer/config.json": "", "deformer/vocab.txt": "", "deformer/spiece.model": ""}
     scripted = torch.jit.load(path, map_location="cpu", _extra_files=extra)
     config = json.loads(extra["deformer/config.json"])
-    vocab = extra["deformer/vocab.txt"]
-    if isinstance(vocab, bytes):
-        vocab = vocab.decode("utf-8")
-    model = BertQA(BertConfig(config["bert"]))
+    if config["model_type"] == "xlnet":
+        vocab = extra["deformer/spiece.model"]
+        model = XLNetQA(XLNetConfig(config["xlnet"]))
+    else:
+        vocab = extra["deformer/vocab.txt"]
+        if isinstance(vocab, bytes):
+            vocab = vocab.decode("utf-8")
+        model = BertQA(BertConfig(config["bert"]))
     model.load_state_dict({k: v.to(torch.float32) for k, v in scripted.state_dict().items()})
     return model.eval(), config, vocab
