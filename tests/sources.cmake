@@ -13,7 +13,7 @@ if(TARGET deformer_spm)
 endif()
 
 if(DEFORMER_PYTHON)
-  add_test(NAME python_exporter COMMAND ${DEFORMER_PYTHON} -m unittest -v test_export
+  add_test(NAME python_exporter COMMAND ${DEFORMER_PYTHON} -m unittest -v test_export test_xlnet
            WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/python)
   set_tests_properties(python_exporter PROPERTIES ENVIRONMENT "PYTHONPATH=${PROJECT_SOURCE_DIR}/tools")
   add_test(NAME python_train COMMAND ${DEFORMER_PYTHON} -m unittest -v test_train
