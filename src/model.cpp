@@ -56,6 +56,7 @@ ModelConfig parse_config(const std::string& text, const std::string& path) {
   c.max_seq_len = required<int>(layout, "max_seq_len", path);
   c.doc_stride = required<int>(layout, "doc_stride", path);
   c.max_question_len = required<int>(layout, "max_question_len", path);
+  c.source = j.value("source", "");
   if (c.question_block + c.document_block > c.max_position_embeddings || c.max_seq_len > c.max_position_embeddings)
     throw std::runtime_error(path + ": block layout exceeds max_position_embeddings");
   return c;

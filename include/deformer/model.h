@@ -48,6 +48,7 @@ struct ModelConfig {
   int max_seq_len = 384;          // full-mode sequence length
   int doc_stride = 128;           // full-mode window stride
   int max_question_len = 64;      // full-mode question truncation
+  std::string source;             // where the weights came from ("random-init seed 0" or a checkpoint path)
 };
 
 class Model {
