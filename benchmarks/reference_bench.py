@@ -39,18 +39,21 @@ def main(argv=None):
 
     import torch
     from pydeformer.bert import hf_parameter_names
-    from pydeformer.modelfile import load_model_file
+    from pydeformer.modelfile import ExportError, load_model_file
 
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         return unavailable(a.kind, "torch %s has no CUDA device here" % torch.__version__)
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(a.dtype)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}.get(a.dtype)
     if dtype is None:
         return unavailable(a.kind, "dtype %s has no reference" % a.dtype)
     device = torch.device(a.device)
 
-    ours, config, _ = load_model_file(a.model)
+    try:
+        ours, config, _ = load_model_file(a.model)
+    except ExportError as e:
+        return unavailable(a.kind, str(e))
     bert = config["bert"]
     versions = {"torch": torch.__version__}
     if a.kind == "eager":

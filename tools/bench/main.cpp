@@ -214,7 +214,8 @@ LoadOptions load_options(const BenchArgs& args) {
     device = "cuda";
   }
   o.device = parse_device(device);
-  o.dtype = parse_dtype(args.model.dtype);
+  // int8 is a property of the model file (deformer-export --quantize int8), computed in fp32 on the CPU.
+  o.dtype = args.model.dtype == "int8" ? DType::kFloat32 : parse_dtype(args.model.dtype);
   o.threads = args.model.threads;
   return o;
 }
@@ -631,6 +632,9 @@ int run(BenchArgs& args) {
   // The parent loads the model on the CPU only to read its shape and tokenizer; children measure.
   auto model = Model::load(args.model.model, LoadOptions{});
   const auto& c = model->config();
+  if ((args.model.dtype == "int8") != (c.quantization == "int8-dynamic"))
+    throw std::invalid_argument(args.model.dtype == "int8" ? "--dtype int8 needs a model exported with --quantize int8"
+                                                           : "'" + args.model.model + "' is int8-quantized: pass --dtype int8");
   std::vector<int> ks = args.k_sweep.empty() ? args.ks : parse_k_sweep(args.k_sweep);
   for (int& k : ks) {
     if (k < 0) k = c.num_layers * 3 / 4;
@@ -648,6 +652,7 @@ int run(BenchArgs& args) {
                  {"model", {{"path", args.model.model}, {"hash", model->content_hash()}, {"layers", c.num_layers},
                             {"hidden_size", c.hidden_size}, {"heads", c.num_heads}, {"intermediate_size", c.intermediate_size},
                             {"vocab_size", c.vocab_size}, {"parameters", model->parameter_count()}, {"source", c.source},
+                            {"quantization", c.quantization},
                             {"random_weights", random}}},
                  {"workload", {{"squad", args.squad}, {"questions", workload.questions.size()},
                                {"contexts", workload.contexts.size()},
@@ -730,6 +735,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string(deformer::version()));
   deformer::cli::add_model_options(&app, args.model);
   app.get_option("--device")->description("cpu, cuda or cuda:INDEX");
+  app.get_option("--dtype")->description("compute dtype: fp32, fp16, bf16, or int8 for a model exported with --quantize int8 (CPU)");
   app.add_option("--squad", args.squad, "SQuAD v1.1 dev JSON (default $DEFORMER_DATA/squad/dev-v1.1.json)");
   app.add_option("--limit", args.limit, "questions, in file order")->capture_default_str();
   app.add_option("--k", args.ks, "split layers for deformer mode (-1: 3/4 of the layers)")->delimiter(',')->capture_default_str();
