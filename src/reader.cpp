@@ -270,11 +270,19 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     auto d_ids = rows_to_tensor(d_rows, device);
     at::Tensor d_states;
     if (cache) {
-      // Pinned host memory on a GPU, so the upload overlaps the host's work instead of blocking it.
-      auto host = torch::empty({int64_t(cached_windows.size()), c.document_block, c.hidden_size},
-                               torch::TensorOptions(torch::kFloat).pinned_memory(!device.is_cpu()));
-      cache->read_windows(cached_windows, host.data_ptr<float>());
-      d_states = host.to(device, dtype_of(*model_), /*non_blocking=*/true);
+      // Only the longest window's rows; fp16/bf16 states as stored when the model computes in that dtype (half
+      // the bytes, no conversion); pinned host memory on a GPU so that the upload does not block the host.
+      int64_t longest = 1;
+      for (size_t w = 0; w < windows.size(); ++w) longest = std::max<int64_t>(longest, window_rows(w));
+      const auto stored = cache->metadata().state_dtype;
+      const auto compute = dtype_of(*model_);
+      const bool as_stored = (stored == cache::StateDType::kFloat16 && compute == c10::kHalf) ||
+                             (stored == cache::StateDType::kBFloat16 && compute == c10::kBFloat16);
+      auto host = torch::empty({int64_t(cached_windows.size()), longest, c.hidden_size},
+                               torch::TensorOptions(as_stored ? compute : c10::kFloat).pinned_memory(!device.is_cpu()));
+      if (as_stored) cache->read_windows_16bit(cached_windows, longest, static_cast<uint16_t*>(host.data_ptr()));
+      else cache->read_windows(cached_windows, longest, host.data_ptr<float>());
+      d_states = host.to(device, compute, /*non_blocking=*/true);
     } else {
       std::vector<at::Tensor> parts;
       for (int64_t first = 0; first < d_ids.size(0); first += options_.batch_size) {

@@ -421,8 +421,17 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
           const auto& info = cache->document(cache->find(w.questions[q].doc_id));
           for (int64_t i = 0; i < info.num_windows; ++i) ws.push_back(info.first_window + i);
         }
-        buffer.resize(ws.size() * cache->window_floats());
-        cache->read_windows(ws, buffer.data());
+        // As the reader reads: the group's longest window's rows, 16-bit states as stored when the model computes
+        // in their dtype.
+        int64_t longest = 1;
+        for (int64_t i : ws) longest = std::max(longest, cache->window(i).rows);
+        buffer.resize(ws.size() * longest * c.hidden_size);
+        const auto stored = cache->metadata().state_dtype;
+        if ((stored == cache::StateDType::kFloat16 && model->options().dtype == DType::kFloat16) ||
+            (stored == cache::StateDType::kBFloat16 && model->options().dtype == DType::kBFloat16))
+          cache->read_windows_16bit(ws, longest, reinterpret_cast<uint16_t*>(buffer.data()));
+        else
+          cache->read_windows(ws, longest, buffer.data());
         read_windows += ws.size();
       }
       reads.push_back(seconds_since(begin));
