@@ -202,6 +202,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     else std::cerr << "deformer: warning: " << message << std::endl;
   };
 
+  if (questions.empty()) return {};
   std::vector<std::vector<int64_t>> q_ids;
   for (const auto& question : questions) {
     Encoding enc;

@@ -1,7 +1,7 @@
 // deformer-bench: question-time speed and memory of full mode and deformer mode on a SQuAD-dev-shaped
 // workload (issue 6, DESIGN.md section 7), with eager PyTorch and Hugging Face references on the same windows.
 //
-// The parent process reads the SQuAD file, picks the first --limit questions (each asked over its own
+// The parent process reads the SQuAD file, picks --limit questions spread over it (each asked over its own
 // paragraph's windows) and runs every measurement in a child process of this program, so that each mode's
 // peak memory is its own: a cache build per k, then full mode and deformer mode per k. Children print one
 // JSON object; the parent adds the references (benchmarks/reference_bench.py) and prints the report.
@@ -28,6 +28,7 @@
 #include <ftw.h>
 #include <fstream>
 #include <iomanip>
+#include <map>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -57,7 +58,7 @@ using Clock = std::chrono::steady_clock;
 struct BenchArgs {
   cli::ModelArgs model;
   std::string squad;                 // SQuAD v1.1 dev JSON; default $DEFORMER_DATA/squad/dev-v1.1.json
-  size_t limit = 64;                 // questions, in file order
+  size_t limit = 64;                 // questions, spread over the file (one per paragraph while there are enough)
   std::vector<int> ks{-1};           // split layers for deformer mode; -1 = 3/4 of the layers
   std::string k_sweep;               // "a..b": every k from a to b instead of --k
   int batch = 8;                     // (question, window) pairs per upper-layer call
@@ -133,17 +134,34 @@ Workload read_workload(const BenchArgs& args) {
     throw std::runtime_error("cannot read SQuAD file '" + path + "'" +
                              (args.squad.empty() ? " (from DEFORMER_DATA; unzip squad/dev-v1.1.json.zip there or pass --squad)" : ""));
   const auto dataset = squad::read_dataset(path);
+  // Questions spread over the whole file, each from another paragraph while there are paragraphs enough (the
+  // r-th question of every paragraph in round r): SQuAD's paragraph lengths as they come, not the first article's.
+  struct Place {
+    size_t article, paragraph;
+  };
+  std::vector<Place> paragraphs;
+  for (size_t a = 0; a < dataset.articles.size(); ++a)
+    for (size_t p = 0; p < dataset.articles[a].paragraphs.size(); ++p) paragraphs.push_back({a, p});
+  if (paragraphs.empty()) throw std::invalid_argument("'" + path + "' has no paragraphs");
   Workload w;
-  for (size_t a = 0; a < dataset.articles.size() && w.questions.size() < args.limit; ++a)
-    for (size_t p = 0; p < dataset.articles[a].paragraphs.size() && w.questions.size() < args.limit; ++p) {
-      const auto& paragraph = dataset.articles[a].paragraphs[p];
-      const std::string id = squad::paragraph_id(dataset.articles[a], a, p);
-      w.contexts.push_back({id, paragraph.context});
-      for (const auto& q : paragraph.questions) {
-        if (w.questions.size() == args.limit) break;
-        w.questions.push_back({q.question, id, w.contexts.size() - 1});
+  std::map<size_t, size_t> context_of;  // paragraph -> index into w.contexts
+  const size_t per_round = std::min(args.limit, paragraphs.size());
+  for (size_t round = 0; w.questions.size() < args.limit; ++round) {
+    bool any = false;
+    for (size_t i = 0; i < per_round && w.questions.size() < args.limit; ++i) {
+      const size_t p = i * paragraphs.size() / per_round;
+      const auto& article = dataset.articles[paragraphs[p].article];
+      const auto& paragraph = article.paragraphs[paragraphs[p].paragraph];
+      if (round >= paragraph.questions.size()) continue;
+      any = true;
+      if (!context_of.count(p)) {
+        context_of[p] = w.contexts.size();
+        w.contexts.push_back({squad::paragraph_id(article, paragraphs[p].article, paragraphs[p].paragraph), paragraph.context});
       }
+      w.questions.push_back({paragraph.questions[round].question, w.contexts[context_of[p]].id, context_of[p]});
     }
+    if (!any) break;
+  }
   if (w.questions.empty()) throw std::invalid_argument("'" + path + "' has no questions");
   return w;
 }
@@ -665,7 +683,8 @@ int run(BenchArgs& args) {
                             {"random_weights", random}}},
                  {"workload", {{"squad", args.squad}, {"questions", workload.questions.size()},
                                {"contexts", workload.contexts.size()},
-                               {"description", "each question over its own paragraph's windows, in file order; "
+                               {"description", "each question over its own paragraph's windows; questions spread over the file, each from "
+                                               "another paragraph while there are enough; "
                                                "questions grouped so that a group's deformer windows fill at most "
                                                "`batch` upper-layer rows, one call per group; latency of a question = "
                                                "its group's call; medians over the timed passes after one untimed pass"}}},
@@ -746,7 +765,7 @@ int main(int argc, char** argv) {
   app.get_option("--device")->description("cpu, cuda or cuda:INDEX");
   app.get_option("--dtype")->description("compute dtype: fp32, fp16, bf16, or int8 for a model exported with --quantize int8 (CPU)");
   app.add_option("--squad", args.squad, "SQuAD v1.1 dev JSON (default $DEFORMER_DATA/squad/dev-v1.1.json)");
-  app.add_option("--limit", args.limit, "questions, in file order")->capture_default_str();
+  app.add_option("--limit", args.limit, "questions, spread over the file (one per paragraph while there are enough)")->capture_default_str();
   app.add_option("--k", args.ks, "split layers for deformer mode (-1: 3/4 of the layers)")->delimiter(',')->capture_default_str();
   app.add_option("--k-sweep", args.k_sweep, "every k from a to b (a..b), instead of --k");
   app.add_option("--batch", args.batch, "(question, window) pairs per upper-layer call")->capture_default_str();
