@@ -1118,12 +1118,33 @@ std::vector<CharSpan> CacheReader::token_offsets(int64_t index) const {
 }
 
 void CacheReader::read_windows(const std::vector<int64_t>& windows, float* out) const {
+  read_windows(windows, impl_->metadata.document_block, out);
+}
+
+void CacheReader::read_windows(const std::vector<int64_t>& windows, int64_t rows_per_window, float* out) const {
+  read_rows(windows, rows_per_window, out, false);
+}
+
+void CacheReader::read_windows_16bit(const std::vector<int64_t>& windows, int64_t rows_per_window, uint16_t* out) const {
+  const StateDType dtype = impl_->metadata.state_dtype;
+  if (dtype != StateDType::kFloat16 && dtype != StateDType::kBFloat16)
+    throw std::invalid_argument(std::string("read_windows_16bit: the cache stores ") + to_string(dtype) + ", not fp16 or bf16");
+  read_rows(windows, rows_per_window, out, true);
+}
+
+void CacheReader::read_rows(const std::vector<int64_t>& windows, int64_t rows_per_window, void* out, bool as_stored) const {
   if (windows.empty()) return;
-  for (int64_t w : windows) window(w);
+  for (int64_t w : windows) {
+    if (window(w).rows > rows_per_window)
+      throw std::invalid_argument("read_windows: window " + std::to_string(w) + " has " + std::to_string(window(w).rows) +
+                                  " rows, more than the " + std::to_string(rows_per_window) + " asked for");
+  }
   if (!out) throw std::invalid_argument("read_windows: output buffer is null");
   const Impl& r = *impl_;
-  const int64_t hidden = r.metadata.hidden_size, block = r.metadata.document_block;
+  const int64_t hidden = r.metadata.hidden_size, block = rows_per_window;
   const StateDType dtype = r.metadata.state_dtype;
+  const bool direct = as_stored || dtype == StateDType::kFloat32;  // HDF5 writes straight into `out`
+  const int64_t out_element = as_stored ? 2 : 4;
   // File order (shard, first row) turns a random request into a forward sweep over the file.
   std::vector<size_t> order(windows.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -1133,14 +1154,14 @@ void CacheReader::read_windows(const std::vector<int64_t>& windows, float* out) 
     return std::make_pair(shard_of_window(wa), r.window_first_row[wa]) <
            std::make_pair(shard_of_window(wb), r.window_first_row[wb]);
   });
-  std::vector<uint8_t> staging(dtype == StateDType::kFloat32 ? 0 : block * hidden * element_size(dtype));
+  std::vector<uint8_t> staging(direct ? 0 : block * hidden * element_size(dtype));
   std::vector<float> scales(dtype == StateDType::kInt8 ? block : 0);
   for (size_t i : order) {
     const int64_t w = windows[i];
     const Shard& shard = r.shards[shard_of_window(w)];
     const int64_t rows = r.windows[w].rows;
-    float* target = out + static_cast<int64_t>(i) * block * hidden;
-    void* raw = dtype == StateDType::kFloat32 ? static_cast<void*>(target) : staging.data();
+    uint8_t* target = static_cast<uint8_t*>(out) + static_cast<int64_t>(i) * block * hidden * out_element;
+    void* raw = direct ? static_cast<void*>(target) : staging.data();
     {
       Lock lock(h5_mutex());
       Hid space(H5Dget_space(shard.values.get()), H5Sclose);
@@ -1164,8 +1185,10 @@ void CacheReader::read_windows(const std::vector<int64_t>& windows, float* out) 
               "'" + shard.path + "': cannot read the scales of window " + std::to_string(w));
       }
     }
-    if (dtype != StateDType::kFloat32) dequantise(dtype, staging.data(), scales.data(), rows, hidden, target);
-    std::fill(target + rows * hidden, target + block * hidden, 0.0f);
+    float* target_float = reinterpret_cast<float*>(target);
+    if (!direct) dequantise(dtype, staging.data(), scales.data(), rows, hidden, target_float);
+    // Zero padding rows (all-zero bits are +0.0 in fp32, fp16 and bf16 alike).
+    std::fill(target + rows * hidden * out_element, target + block * hidden * out_element, uint8_t(0));
   }
 }
 

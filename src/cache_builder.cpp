@@ -1,5 +1,6 @@
 #include "deformer/cache_builder.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <deque>
@@ -67,8 +68,16 @@ struct CacheBuilder::Impl {
     c10::InferenceMode inference;
     auto ids = rows_to_tensor(rows, device_of(*model));
     std::vector<at::Tensor> parts;
-    for (int64_t first = 0; first < ids.size(0); first += options.batch_size)
-      parts.push_back(engine::encode_documents(*model, ids.slice(0, first, first + options.batch_size), k));
+    // Each batch is cut after its longest real row (window tokens and [SEP]); only real rows are stored.
+    std::vector<int64_t> real_rows;
+    for (size_t d = 0; d < queued.size(); ++d)
+      for (const auto& w : queued_windows[d]) real_rows.push_back(w.end - w.begin + 1);
+    for (int64_t first = 0; first < ids.size(0); first += options.batch_size) {
+      const int64_t last = std::min<int64_t>(first + options.batch_size, ids.size(0));
+      const int64_t longest = *std::max_element(real_rows.begin() + first, real_rows.begin() + last);
+      auto states = engine::encode_documents(*model, ids.slice(0, first, last).slice(1, 0, longest), k);
+      parts.push_back(at::constant_pad_nd(states, {0, 0, 0, c.document_block - longest}));
+    }
     auto states = at::cat(parts).to(at::kCPU).to(at::kFloat).contiguous();
     const float* data = states.data_ptr<float>();
     const int64_t window_floats = int64_t(c.document_block) * c.hidden_size;

@@ -14,9 +14,11 @@ at::Tensor call(const Model& model, const char* method, std::vector<c10::IValue>
   return model.impl().module.get_method(method)(std::move(inputs)).toTensor();
 }
 
+// A block may be cut after the batch's longest real row (padding never changes real rows), so the length may
+// be shorter than the layout's block, never longer.
 void check_ids(const Model& model, const at::Tensor& ids, int64_t length, const char* what) {
-  if (ids.dim() != 2 || ids.size(1) != length)
-    throw std::invalid_argument(std::string(what) + " must be [batch, " + std::to_string(length) + "], got " +
+  if (ids.dim() != 2 || ids.size(1) > length || ids.size(1) < 1)
+    throw std::invalid_argument(std::string(what) + " must be [batch, at most " + std::to_string(length) + "], got " +
                                 std::to_string(ids.dim()) + "-d " + c10::str(ids.sizes()));
   if (ids.scalar_type() != at::kLong) throw std::invalid_argument(std::string(what) + " must be int64");
   (void)model;

@@ -69,6 +69,8 @@ ModelConfig parse_config(const std::string& text, const std::string& path) {
   c.max_seq_len = required<int>(layout, "max_seq_len", path);
   c.doc_stride = required<int>(layout, "doc_stride", path);
   c.max_question_len = required<int>(layout, "max_question_len", path);
+  c.source = j.value("source", "");
+  c.quantization = j.value("quantization", "");
   if (c.model_type == "bert" &&
       (c.question_block + c.document_block > c.max_position_embeddings || c.max_seq_len > c.max_position_embeddings))
     throw std::runtime_error(path + ": block layout exceeds max_position_embeddings");
@@ -134,6 +136,10 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     throw std::runtime_error("'" + path + "' has model format version " + version + "; this library reads version " +
                              std::to_string(kFormatVersion));
   impl->config = parse_config(extra["deformer/config.json"], path);
+  if (!impl->config.quantization.empty() && (options.device != Device::kCPU || options.dtype != DType::kFloat32))
+    throw std::invalid_argument("'" + path + "' is " + impl->config.quantization +
+                                " quantized: it runs on the CPU with fp32 compute only (export without --quantize for " +
+                                to_string(options.device) + " " + to_string(options.dtype) + ")");
   impl->vocabulary = extra[impl->config.tokenizer_type == "sentencepiece" ? "deformer/spiece.model" : "deformer/vocab.txt"];
   impl->content_hash = extra["deformer/content_hash"];
   if (impl->vocabulary.empty()) throw std::runtime_error("'" + path + "' has no embedded vocabulary");

@@ -2,7 +2,9 @@
 
 #include <torch/script.h>
 
+#include <algorithm>
 #include <iostream>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -51,6 +53,7 @@ std::vector<Answer> pool_answers(std::vector<WindowOutput>& outputs, const std::
         out.scores.end_logits = out.end.data();
         windows.push_back(out.scores);
       }
+    if (windows.empty()) continue;  // a document this question was not asked over
     for (const auto& span : decode_document(windows, docs[d].tokens, options)) {
       if (!span.null) {
         pooled.emplace_back(span, d);
@@ -110,14 +113,18 @@ std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& que
   return answer(questions, documents, nullptr);
 }
 
-std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& questions, const cache::CacheReader& cache,
-                                             const std::vector<std::string>& doc_ids) const {
+void Reader::check_cache(const cache::CacheReader& cache) const {
   if (options_.mode != Mode::kDeformer) throw std::invalid_argument("cached documents need deformer mode");
   const auto& m = cache.metadata();
   if (m.k != k_)
     throw std::invalid_argument("the cache holds layer-" + std::to_string(m.k) + " states; this reader splits at k=" + std::to_string(k_));
   if (m.model_hash != model_->content_hash())
     throw std::invalid_argument("the cache was made by model " + m.model_hash + ", not " + model_->content_hash());
+}
+
+std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& questions, const cache::CacheReader& cache,
+                                             const std::vector<std::string>& doc_ids) const {
+  check_cache(cache);
   std::vector<Document> documents;
   if (doc_ids.empty()) {
     for (int64_t i = 0; i < cache.num_documents(); ++i) documents.push_back({cache.document(i).id, cache.document_text(i)});
@@ -127,8 +134,66 @@ std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& que
   return answer(questions, documents, &cache);
 }
 
+namespace {
+
+// Each query's document indices into `documents`; an empty doc_ids list means all of them.
+std::vector<std::vector<size_t>> query_scope(const std::vector<Query>& queries, const std::vector<Document>& documents) {
+  std::map<std::string, size_t> index;
+  for (size_t d = 0; d < documents.size(); ++d) index.emplace(documents[d].id, d);
+  std::vector<std::vector<size_t>> scope;
+  for (const auto& q : queries) {
+    std::vector<size_t> ds;
+    if (q.doc_ids.empty())
+      for (size_t d = 0; d < documents.size(); ++d) ds.push_back(d);
+    for (const auto& id : q.doc_ids) {
+      auto it = index.find(id);
+      if (it == index.end()) throw std::invalid_argument("unknown document id '" + id + "'");
+      ds.push_back(it->second);
+    }
+    scope.push_back(std::move(ds));
+  }
+  return scope;
+}
+
+std::vector<std::string> query_texts(const std::vector<Query>& queries) {
+  std::vector<std::string> texts;
+  for (const auto& q : queries) texts.push_back(q.question);
+  return texts;
+}
+
+// Host int64 indices on `device`; on a GPU through pinned memory without blocking the host.
+at::Tensor indices_on(const std::vector<int64_t>& values, const c10::Device& device) {
+  auto host = torch::tensor(values, torch::kLong);
+  if (device.is_cpu()) return host;
+  return host.pin_memory().to(device, /*non_blocking=*/true);
+}
+
+}  // namespace
+
+std::vector<std::vector<Answer>> Reader::ask(const std::vector<Query>& queries, const std::vector<Document>& documents) const {
+  return answer(query_texts(queries), documents, nullptr, query_scope(queries, documents));
+}
+
+std::vector<std::vector<Answer>> Reader::ask(const std::vector<Query>& queries, const cache::CacheReader& cache) const {
+  check_cache(cache);
+  std::vector<Document> documents;
+  std::set<std::string> named;
+  bool every = false;
+  for (const auto& q : queries) {
+    every = every || q.doc_ids.empty();
+    for (const auto& id : q.doc_ids)
+      if (named.insert(id).second) documents.push_back({id, cache.document_text(cache.find(id))});
+  }
+  if (every) {
+    documents.clear();
+    for (int64_t i = 0; i < cache.num_documents(); ++i) documents.push_back({cache.document(i).id, cache.document_text(i)});
+  }
+  return answer(query_texts(queries), documents, &cache, query_scope(queries, documents));
+}
+
 std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& questions, const std::vector<Document>& documents,
-                                                const cache::CacheReader* cache) const {
+                                                const cache::CacheReader* cache,
+                                                const std::vector<std::vector<size_t>>& scope) const {
   const auto& c = model_->config();
   const auto& special = tokenizer_->special_tokens();
   const c10::Device device = device_of(*model_);
@@ -137,6 +202,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     else std::cerr << "deformer: warning: " << message << std::endl;
   };
 
+  if (questions.empty()) return {};
   std::vector<std::vector<int64_t>> q_ids;
   for (const auto& question : questions) {
     Encoding enc;
@@ -155,9 +221,13 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     if (!ids.insert(d.id).second) throw std::invalid_argument("duplicate document id '" + d.id + "'");
     docs.push_back(prepare_document(d, *tokenizer_));
   }
+  // asked[q][d]: question q is asked over document d.
+  std::vector<std::vector<char>> asked(questions.size(), std::vector<char>(docs.size(), scope.empty()));
+  for (size_t q = 0; q < scope.size(); ++q)
+    for (size_t d : scope[q]) asked[q][d] = 1;
 
   c10::InferenceMode inference;
-  // outputs[q] holds question q's windows over all documents.
+  // outputs[q] holds question q's windows over its documents.
   std::vector<std::vector<WindowOutput>> outputs(questions.size());
   const Convention convention = convention_of(c);
   // context_offset: where the window's first token sits in the row; cls_position: the null answer's position.
@@ -193,6 +263,9 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
         for (const auto& w : document_windows(docs[d].ids.size(), c.document_block - 1, c.window_stride)) windows.emplace_back(d, w);
       }
     }
+    // Real rows of a window's document block: its tokens and [SEP]. Blocks are cut after the longest real row
+    // of each batch, so short windows cost what their tokens cost, not the block's padding.
+    auto window_rows = [&](size_t w) { return windows[w].second.end - windows[w].second.begin + 1; };
     std::vector<std::vector<int64_t>> d_rows;
     for (const auto& [d, w] : windows) {
       std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
@@ -201,83 +274,128 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     auto d_ids = rows_to_tensor(d_rows, device);
     at::Tensor d_states;
     if (cache) {
-      auto host = torch::empty({int64_t(cached_windows.size()), c.document_block, c.hidden_size}, torch::kFloat);
-      cache->read_windows(cached_windows, host.data_ptr<float>());
-      d_states = host.to(device, dtype_of(*model_));
+      // Only the longest window's rows; fp16/bf16 states as stored when the model computes in that dtype (half
+      // the bytes, no conversion); pinned host memory on a GPU so that the upload does not block the host.
+      int64_t longest = 1;
+      for (size_t w = 0; w < windows.size(); ++w) longest = std::max<int64_t>(longest, window_rows(w));
+      const auto stored = cache->metadata().state_dtype;
+      const auto compute = dtype_of(*model_);
+      const bool as_stored = (stored == cache::StateDType::kFloat16 && compute == c10::kHalf) ||
+                             (stored == cache::StateDType::kBFloat16 && compute == c10::kBFloat16);
+      auto host = torch::empty({int64_t(cached_windows.size()), longest, c.hidden_size},
+                               torch::TensorOptions(as_stored ? compute : c10::kFloat).pinned_memory(!device.is_cpu()));
+      if (as_stored) cache->read_windows_16bit(cached_windows, longest, static_cast<uint16_t*>(host.data_ptr()));
+      else cache->read_windows(cached_windows, longest, host.data_ptr<float>());
+      d_states = host.to(device, compute, /*non_blocking=*/true);
     } else {
       std::vector<at::Tensor> parts;
-      for (int64_t first = 0; first < d_ids.size(0); first += options_.batch_size)
-        parts.push_back(engine::encode_documents(*model_, d_ids.slice(0, first, first + options_.batch_size), k_));
+      for (int64_t first = 0; first < d_ids.size(0); first += options_.batch_size) {
+        const int64_t last = std::min<int64_t>(first + options_.batch_size, d_ids.size(0));
+        int64_t longest = 1;
+        for (int64_t w = first; w < last; ++w) longest = std::max<int64_t>(longest, window_rows(w));
+        auto states = engine::encode_documents(*model_, d_ids.slice(0, first, last).slice(1, 0, longest), k_);
+        parts.push_back(at::constant_pad_nd(states, {0, 0, 0, c.document_block - longest}));
+      }
       d_states = at::cat(parts);
     }
 
     // Each question's lower layers once, whatever the number of windows.
     std::vector<std::vector<int64_t>> q_rows;
     std::vector<int> q_cls;
+    std::vector<int64_t> q_lengths;
     for (const auto& q : q_ids) {
       auto block = question_block(q, c.question_block, special, convention);
       if (block.truncated)
         warn("question of " + std::to_string(q.size()) + " tokens cut to the question block's " + std::to_string(c.question_block - 2));
+      q_lengths.push_back(std::min<int64_t>(q.size() + 2, c.question_block));
       q_rows.push_back(std::move(block.input_ids));
       q_cls.push_back(block.cls_position);
     }
     auto q_tensor = rows_to_tensor(q_rows, device);
+    const int64_t q_longest = *std::max_element(q_lengths.begin(), q_lengths.end());
+    q_tensor = q_tensor.slice(1, 0, q_longest);
     auto q_states = engine::encode_questions(*model_, q_tensor, k_);
 
-    // Upper layers over (question, window) pairs in batches.
-    const int64_t pairs = int64_t(questions.size()) * int64_t(windows.size());
+    // Upper layers over (question, window) pairs in batches; the pair indices go to the device once.
+    std::vector<int64_t> pair_q, pair_w;
+    for (size_t q = 0; q < questions.size(); ++q)
+      for (size_t w = 0; w < windows.size(); ++w)
+        if (asked[q][windows[w].first]) {
+          pair_q.push_back(q);
+          pair_w.push_back(w);
+        }
+    auto qi_all = indices_on(pair_q, device), wi_all = indices_on(pair_w, device);
+    const int64_t pairs = pair_q.size();
     for (int64_t first = 0; first < pairs; first += options_.batch_size) {
       const int64_t count = std::min<int64_t>(options_.batch_size, pairs - first);
-      auto pair = at::arange(first, first + count, at::kLong);
-      auto qi = at::div(pair, int64_t(windows.size()), "floor").to(device), wi = at::remainder(pair, int64_t(windows.size())).to(device);
-      auto logits = engine::answer_logits(*model_, q_states.index_select(0, qi), q_tensor.index_select(0, qi),
-                                          d_states.index_select(0, wi), d_ids.index_select(0, wi), k_);
+      int64_t q_len = 1, d_len = 1;
+      for (int64_t i = first; i < first + count; ++i) {
+        q_len = std::max(q_len, q_lengths[pair_q[i]]);
+        d_len = std::max<int64_t>(d_len, window_rows(pair_w[i]));
+      }
+      auto qi = qi_all.slice(0, first, first + count), wi = wi_all.slice(0, first, first + count);
+      auto logits = engine::answer_logits(*model_, q_states.slice(1, 0, q_len).index_select(0, qi),
+                                          q_tensor.slice(1, 0, q_len).index_select(0, qi),
+                                          d_states.slice(1, 0, d_len).index_select(0, wi),
+                                          d_ids.slice(1, 0, d_len).index_select(0, wi), k_);
       auto cpu = logits.to(at::kCPU).contiguous();
       // BERT rows are [question ; document], XLNet rows [document ; question].
       const bool document_first = convention == Convention::kXLNet;
       for (int64_t i = 0; i < count; ++i) {
-        const size_t q = (first + i) / windows.size(), w = (first + i) % windows.size();
-        keep(cpu, i, q, windows[w].first, windows[w].second, document_first ? 0 : c.question_block,
-             document_first ? c.document_block + q_cls[q] : q_cls[q]);
+        const size_t w = pair_w[first + i];
+        keep(cpu, i, pair_q[first + i], windows[w].first, windows[w].second,
+             document_first ? 0 : static_cast<int>(q_len),
+             document_first ? static_cast<int>(d_len) + q_cls[pair_q[first + i]] : q_cls[pair_q[first + i]]);
       }
     }
   } else {
+    // Hugging Face's windowing per question (windows as long as the sequence allows, overlapping by
+    // doc_stride tokens); the windows of all questions are batched together.
+    struct Row {
+      size_t q, d;
+      TokenSpan w;
+    };
+    std::vector<Row> rows_todo;
     for (size_t q = 0; q < q_ids.size(); ++q) {
-      auto question = q_ids[q];
+      auto& question = q_ids[q];
       if (question.size() > static_cast<size_t>(c.max_question_len)) {
         warn("question of " + std::to_string(question.size()) + " tokens cut to max_question_len " + std::to_string(c.max_question_len));
         question.resize(c.max_question_len);
       }
-      // Hugging Face's windowing: windows as long as the sequence allows, overlapping by doc_stride tokens.
       const int window = c.max_seq_len - static_cast<int>(question.size()) - 3;
       if (window <= c.doc_stride)
         throw std::invalid_argument("a question of " + std::to_string(question.size()) + " tokens leaves " + std::to_string(window) +
                                     " tokens per window, not more than the doc_stride overlap of " + std::to_string(c.doc_stride));
-      std::vector<std::pair<size_t, TokenSpan>> windows;
       for (size_t d = 0; d < docs.size(); ++d)
-        for (const auto& w : document_windows(docs[d].ids.size(), window, window - c.doc_stride)) windows.emplace_back(d, w);
-      for (size_t first = 0; first < windows.size(); first += options_.batch_size) {
-        const size_t count = std::min<size_t>(options_.batch_size, windows.size() - first);
-        int64_t longest = 0;
-        for (size_t i = 0; i < count; ++i) longest = std::max<int64_t>(longest, windows[first + i].second.end - windows[first + i].second.begin);
-        // Padded to the batch's longest row rather than max_seq_len: padding never changes real positions.
-        const int length = static_cast<int>(question.size() + longest + 3);
-        std::vector<std::vector<int64_t>> rows, types, masks;
-        std::vector<std::pair<int, int>> places;  // (context_begin, cls_position) of each row
-        for (size_t i = 0; i < count; ++i) {
-          const auto& [d, w] = windows[first + i];
-          std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
-          auto block = full_block(question, tokens, length, c.max_question_len, special, convention);
-          rows.push_back(std::move(block.input_ids));
-          types.push_back(std::move(block.token_type_ids));
-          masks.push_back(std::move(block.attention_mask));
-          places.emplace_back(block.context_begin, block.cls_position);
-        }
-        auto logits = engine::full_logits(*model_, rows_to_tensor(rows, device), rows_to_tensor(types, device),
-                                          rows_to_tensor(masks, device));
-        auto cpu = logits.to(at::kCPU).contiguous();
-        for (size_t i = 0; i < count; ++i)
-          keep(cpu, i, q, windows[first + i].first, windows[first + i].second, places[i].first, places[i].second);
+        if (asked[q][d])
+          for (const auto& w : document_windows(docs[d].ids.size(), window, window - c.doc_stride)) rows_todo.push_back({q, d, w});
+    }
+    for (size_t first = 0; first < rows_todo.size(); first += options_.batch_size) {
+      const size_t count = std::min<size_t>(options_.batch_size, rows_todo.size() - first);
+      int64_t longest = 0;
+      for (size_t i = 0; i < count; ++i) {
+        const auto& r = rows_todo[first + i];
+        longest = std::max<int64_t>(longest, int64_t(q_ids[r.q].size()) + (r.w.end - r.w.begin) + 3);
+      }
+      // Padded to the batch's longest row rather than max_seq_len: padding never changes real positions.
+      const int length = static_cast<int>(longest);
+      std::vector<std::vector<int64_t>> rows, types, masks;
+      std::vector<std::pair<int, int>> places;  // (context_begin, cls_position) of each row
+      for (size_t i = 0; i < count; ++i) {
+        const auto& r = rows_todo[first + i];
+        std::vector<int64_t> tokens(docs[r.d].ids.begin() + r.w.begin, docs[r.d].ids.begin() + r.w.end);
+        auto block = full_block(q_ids[r.q], tokens, length, c.max_question_len, special, convention);
+        rows.push_back(std::move(block.input_ids));
+        types.push_back(std::move(block.token_type_ids));
+        masks.push_back(std::move(block.attention_mask));
+        places.emplace_back(block.context_begin, block.cls_position);
+      }
+      auto logits = engine::full_logits(*model_, rows_to_tensor(rows, device), rows_to_tensor(types, device),
+                                        rows_to_tensor(masks, device));
+      auto cpu = logits.to(at::kCPU).contiguous();
+      for (size_t i = 0; i < count; ++i) {
+        const auto& r = rows_todo[first + i];
+        keep(cpu, i, r.q, r.d, r.w, places[i].first, places[i].second);
       }
     }
   }

@@ -472,6 +472,40 @@ TEST_F(CacheTest, BatchedReadEqualsIndividualReads) {
   }
 }
 
+// Reading only the first rows of each window (a batch's longest) gives the padded read's first rows; fp16/bf16
+// read as stored widen (by torch's own conversion) to exactly the floats the converting read gives; a window
+// with more real rows than asked for, and a 16-bit read of an fp32 cache, are caller errors.
+TEST_F(CacheTest, ShortAndAsStoredReadsEqualThePaddedRead) {
+  for (StateDType dtype : {StateDType::kFloat32, StateDType::kFloat16, StateDType::kBFloat16, StateDType::kInt8}) {
+    const auto m = small_metadata(dtype);
+    write_cache(path("c.h5"), m, make_docs(m, 6));
+    auto reader = CacheReader::open(path("c.h5"), m);
+    std::vector<int64_t> request;
+    int64_t longest = 0;
+    for (int64_t w = reader->num_windows() - 1; w >= 0; w -= 2) {
+      request.push_back(w);
+      longest = std::max(longest, reader->window(w).rows);
+    }
+    const int64_t hidden = m.hidden_size, block = m.document_block;
+    std::vector<float> padded(request.size() * reader->window_floats()), short_read(request.size() * longest * hidden, -7.0f);
+    reader->read_windows(request, padded.data());
+    reader->read_windows(request, longest, short_read.data());
+    for (size_t i = 0; i < request.size(); ++i)
+      ASSERT_EQ(std::memcmp(padded.data() + i * block * hidden, short_read.data() + i * longest * hidden, longest * hidden * 4), 0)
+          << to_string(dtype) << " window " << request[i];
+    if (longest > 1) EXPECT_THROW(reader->read_windows(request, longest - 1, short_read.data()), std::invalid_argument);
+    if (dtype == StateDType::kFloat16 || dtype == StateDType::kBFloat16) {
+      auto stored = torch::empty({int64_t(request.size()), longest, hidden}, dtype == StateDType::kFloat16 ? torch::kHalf : torch::kBFloat16);
+      reader->read_windows_16bit(request, longest, static_cast<uint16_t*>(stored.data_ptr()));
+      auto widened = stored.to(torch::kFloat).contiguous();
+      EXPECT_EQ(std::memcmp(widened.data_ptr<float>(), short_read.data(), short_read.size() * 4), 0) << to_string(dtype);
+    } else {
+      std::vector<uint16_t> out(request.size() * longest * hidden);
+      EXPECT_THROW(reader->read_windows_16bit(request, longest, out.data()), std::invalid_argument);
+    }
+  }
+}
+
 TEST_F(CacheTest, CompressedCachesReadTheSame) {
   const auto m = small_metadata(StateDType::kFloat16);
   const auto docs = make_docs(m, 10);

@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -104,6 +106,65 @@ TEST_F(ReaderTest, ManyQuestionsAtOnceEqualOneAtATime) {
       }
     }
   }
+}
+
+// Independent questions over their own documents, batched across questions (and from a cache), answer as
+// each question alone over its documents does; an unknown document id is refused.
+TEST_F(ReaderTest, QueriesOverTheirOwnDocumentsEqualOneAtATime) {
+  docs_.pop_back();  // the long document costs seconds per call here; batches still mix questions
+  const std::vector<Query> queries{{"Who won the event seven times?", {"bread"}},
+                                   {"What was built in 1952?", {"lighthouse"}},
+                                   {"How long does bulk fermentation last?", {"bread", "lighthouse"}},
+                                   {"How far can the light be seen?", {}}};
+  auto same = [](const std::vector<Answer>& a, const std::vector<Answer>& b, const std::string& what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].doc, b[i].doc) << what;
+      EXPECT_EQ(a[i].start, b[i].start) << what;
+      EXPECT_EQ(a[i].end, b[i].end) << what;
+      EXPECT_NEAR(a[i].score, b[i].score, 1e-5) << what;
+    }
+  };
+  auto own_documents = [&](const Query& q) {
+    if (q.doc_ids.empty()) return docs_;
+    std::vector<Document> docs;
+    for (const auto& id : q.doc_ids)
+      for (const auto& d : docs_)
+        if (d.id == id) docs.push_back(d);
+    return docs;
+  };
+  for (Mode mode : {Mode::kDeformer, Mode::kFull}) {
+    ReaderOptions o;
+    o.mode = mode;
+    o.batch_size = 4;  // batches mix questions
+    o.decode.top_k = 2;
+    Reader reader(model_, o);
+    auto together = reader.ask(queries, docs_);
+    ASSERT_EQ(together.size(), queries.size());
+    for (size_t q = 0; q < queries.size(); ++q) {
+      same(reader.ask(queries[q].question, own_documents(queries[q])), together[q], std::string(to_string(mode)) + " q" + std::to_string(q));
+      for (const auto& a : together[q]) {
+        auto docs = own_documents(queries[q]);
+        EXPECT_TRUE(std::any_of(docs.begin(), docs.end(), [&](const Document& d) { return d.id == a.doc; }));
+      }
+    }
+    EXPECT_THROW(reader.ask(std::vector<Query>{{"Who?", {"nope"}}}, docs_), std::invalid_argument);
+  }
+  const std::string path = (std::filesystem::temp_directory_path() / ("reader-queries-" + std::to_string(::getpid()) + ".h5")).string();
+  {
+    CacheBuilder builder(model_, path, {});
+    for (const auto& d : docs_) builder.add(d);
+    builder.commit();
+  }
+  ReaderOptions o;
+  o.batch_size = 3;
+  o.decode.top_k = 2;
+  Reader reader(model_, o);
+  auto cache = cache::CacheReader::open(path, expected_cache_metadata(*model_, reader.split_layer()));
+  auto raw = reader.ask(queries, docs_);
+  auto cached = reader.ask(queries, *cache);
+  for (size_t q = 0; q < queries.size(); ++q) same(raw[q], cached[q], "cached q" + std::to_string(q));
+  std::remove(path.c_str());
 }
 
 // Deformer mode over a cache equals deformer mode over the raw text (fp32 storage), and a cache made for

@@ -168,3 +168,15 @@ add_test(NAME data_directory_present COMMAND sh -c
    echo 'data directory ${DEFORMER_DEFAULT_DATA} missing: data-dependent CLI and parity tests were not registered (set DEFORMER_DATA)'; \
    if [ \"$CI\" = true ]; then exit 1; else exit 77; fi")
 set_tests_properties(data_directory_present PROPERTIES SKIP_RETURN_CODE 77)
+
+# deformer-bench: the report's fields and sane values on the fixture model (speed itself is never tested).
+if(TARGET deformer-bench AND DEFORMER_PYTHON AND EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
+  add_test(NAME cli_bench_report COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/cli/check_bench.py
+           $<TARGET_FILE:deformer-bench> ${CMAKE_CURRENT_BINARY_DIR}/fixtures/tiny-real-vocab.pt
+           ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
+  set_tests_properties(cli_bench_report PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2;DEFORMER_PYTHON=${DEFORMER_PYTHON}")
+  add_test(NAME cli_bench_bad_mode COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh nonzero "unknown mode 'fast'" - --
+           $<TARGET_FILE:deformer-bench> --model ${CMAKE_CURRENT_BINARY_DIR}/fixtures/tiny-real-vocab.pt --modes fast)
+  add_test(NAME cli_bench_missing_squad COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh nonzero "cannot read SQuAD file '/nonexistent.json'" - --
+           $<TARGET_FILE:deformer-bench> --model ${CMAKE_CURRENT_BINARY_DIR}/fixtures/tiny-real-vocab.pt --squad /nonexistent.json)
+endif()

@@ -158,10 +158,17 @@ class CacheReader {
   void read_windows(const std::vector<int64_t>& windows, float* out) const;
   // Floats read_windows writes for n windows.
   int64_t window_floats() const;
+  // As read_windows, with `rows_per_window` rows per window in `out` ([windows.size(), rows_per_window, hidden_size]):
+  // a batch needs only its longest window's rows. Throws std::invalid_argument when a window has more real rows.
+  void read_windows(const std::vector<int64_t>& windows, int64_t rows_per_window, float* out) const;
+  // The same without conversion for fp16 and bf16 caches: the stored 16-bit values (IEEE binary16, or the top half
+  // of binary32), ready to upload to a model computing in that dtype. std::invalid_argument for other dtypes.
+  void read_windows_16bit(const std::vector<int64_t>& windows, int64_t rows_per_window, uint16_t* out) const;
 
   struct Impl;
 
  private:
+  void read_rows(const std::vector<int64_t>& windows, int64_t rows_per_window, void* out, bool as_stored) const;
   explicit CacheReader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -32,7 +32,9 @@ at::Tensor qa_logits(const Model& model, const at::Tensor& hidden);
 
 // Deformer lower half: question blocks [B, question_block] or document blocks [B, document_block] of ids
 // (layout.h builds them) to their layer-k states. Positions start at 0 in each block; token type is 0 for
-// questions and 1 for documents (XLNet: one segment per block); the mask is ids != the model's pad id.
+// questions and 1 for documents (XLNet: one segment per block); the mask is ids != the model's pad id. Blocks
+// may be cut after the batch's longest real row (padding never changes real rows): the cost then follows the real
+// lengths.
 at::Tensor encode_questions(const Model& model, const at::Tensor& question_ids, int k);
 at::Tensor encode_documents(const Model& model, const at::Tensor& document_ids, int k);
 

@@ -49,6 +49,8 @@ struct ModelConfig {
   int max_seq_len = 384;          // full-mode sequence length
   int doc_stride = 128;           // full-mode window stride
   int max_question_len = 64;      // full-mode question truncation
+  std::string source;             // where the weights came from ("random-init seed 0" or a checkpoint path)
+  std::string quantization;       // "" or "int8-dynamic" (deformer-export --quantize int8: CPU, fp32 compute only)
 };
 
 class Model {

@@ -47,6 +47,12 @@ struct Document {
   std::string text;  // UTF-8
 };
 
+// One question of a batch of independent questions, over the documents it names.
+struct Query {
+  std::string question;
+  std::vector<std::string> doc_ids;  // documents this question is asked over; empty = every document of the call
+};
+
 class Reader {
  public:
   // Throws std::invalid_argument for options the model cannot honour (k out of range, batch_size < 1, top_k < 1).
@@ -71,13 +77,26 @@ class Reader {
   std::vector<std::vector<Answer>> ask(const std::vector<std::string>& questions, const cache::CacheReader& cache,
                                        const std::vector<std::string>& doc_ids = {}) const;
 
+  // Independent questions, each over its own documents (a server's queue, or SQuAD's questions over their own
+  // paragraphs), batched together: the upper layers (deformer mode) or all layers (full mode) run on
+  // batch_size (question, window) pairs at a time across questions, and each document's lower layers run once
+  // however many questions name it. Result i belongs to queries[i]. Throws std::invalid_argument for an unknown
+  // document id, besides the errors of the other overloads.
+  std::vector<std::vector<Answer>> ask(const std::vector<Query>& queries, const std::vector<Document>& documents) const;
+  // The same over cached documents: only the documents the queries name are read (every cached document when a
+  // query names none).
+  std::vector<std::vector<Answer>> ask(const std::vector<Query>& queries, const cache::CacheReader& cache) const;
+
   const ReaderOptions& options() const { return options_; }
   int split_layer() const { return k_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
  private:
+  // scope[q] lists the documents question q is asked over; an empty scope asks every question over every document.
   std::vector<std::vector<Answer>> answer(const std::vector<std::string>& questions,
-                                          const std::vector<Document>& documents, const cache::CacheReader* cache) const;
+                                          const std::vector<Document>& documents, const cache::CacheReader* cache,
+                                          const std::vector<std::vector<size_t>>& scope = {}) const;
+  void check_cache(const cache::CacheReader& cache) const;
 
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;

@@ -176,5 +176,34 @@ class ExporterTest(unittest.TestCase):
         self.assertNotEqual(outs[0], outs[2])
 
 
+    def test_int8_quantization_is_close_to_fp32_and_marked(self):
+        src = checkpoint_dir(os.path.join(self.dir, "ck"), hf_state())
+        fp32 = os.path.join(self.dir, "fp32.pt")
+        int8 = os.path.join(self.dir, "int8.pt")
+        self.assertEqual(export.main([src, "--out", fp32]), 0)
+        self.assertEqual(export.main([src, "--out", int8, "--quantize", "int8"]), 0)
+        extra = {"deformer/config.json": ""}
+        quantized = torch.jit.load(int8, _extra_files=extra)
+        config = json.loads(extra["deformer/config.json"])
+        self.assertEqual(config["quantization"], "int8-dynamic")
+        self.assertNotEqual(config["content_hash"], load_model_file(fp32)[1]["content_hash"])
+        with self.assertRaises(ExportError):  # no fp32 weights for the eager reference
+            load_model_file(int8)
+        reference = torch.jit.load(fp32)
+        ids = torch.tensor([[2, 5, 6, 3, 7, 11, 3, 0]])
+        types = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 0]])
+        pos = torch.arange(8).unsqueeze(0)
+        mask = (ids != 0).long()
+        with torch.no_grad():
+            hidden = reference.embed(ids, types, pos)
+            a = reference.encode(hidden, mask, 0, 2)
+            b = quantized.encode(hidden, mask, 0, 2)
+        # int8 weights and activations: close to fp32 but not equal (the layers really are quantized).
+        relative = ((a - b).norm() / a.norm()).item()
+        self.assertGreater(relative, 0.0)
+        self.assertLess(relative, 0.1)
+        rc = export.main([src, "--out", os.path.join(self.dir, "x.pt"), "--quantize", "int8", "--storage-dtype", "fp16"])
+        self.assertEqual(rc, 1)
+
 if __name__ == "__main__":
     unittest.main()

@@ -52,6 +52,8 @@ def _export_xlnet(args, hf_config, state) -> dict:
     spiece_path = args.spiece or os.path.join(args.checkpoint, "spiece.model")
     if not os.path.isfile(spiece_path):
         raise ExportError("%s: no spiece.model (pass --spiece)" % args.checkpoint)
+    if args.quantize != "none":
+        raise ExportError("--quantize %s is supported for BERT models only" % args.quantize)
     model = xlnet.XLNetQA(config)
     model.load_state_dict(map_hf_state(config, state))
     return write_model_file(model, config, _read_spiece(spiece_path), False, args.out,
@@ -70,7 +72,8 @@ def export_checkpoint(args) -> dict:
     model = BertQA(config)
     model.load_state_dict(map_hf_state(config, state))
     return write_model_file(model, config, vocab, _lower_case(args, vocab, args.checkpoint), args.out,
-                            source=os.path.abspath(args.checkpoint), storage_dtype=args.storage_dtype)
+                            source=os.path.abspath(args.checkpoint), storage_dtype=args.storage_dtype,
+                            quantize=args.quantize)
 
 
 def export_random(args) -> dict:
@@ -81,6 +84,8 @@ def export_random(args) -> dict:
     if values.get("model_type") == "xlnet":
         if not args.spiece:
             raise ExportError("--random-init of an XLNet config needs --spiece")
+        if args.quantize != "none":
+            raise ExportError("--quantize %s is supported for BERT models only" % args.quantize)
         config = xlnet.XLNetConfig(values)  # vocab_size from the config: it must match the SentencePiece model
         model = xlnet.XLNetQA(config)
         xlnet.init_random(model, config, args.seed)
@@ -94,7 +99,8 @@ def export_random(args) -> dict:
     model = BertQA(config)
     init_random(model, config, args.seed)
     return write_model_file(model, config, vocab, _lower_case(args, vocab), args.out,
-                            source="random-init seed %d" % args.seed, storage_dtype=args.storage_dtype)
+                            source="random-init seed %d" % args.seed, storage_dtype=args.storage_dtype,
+                            quantize=args.quantize)
 
 
 def parse_args(argv=None):
@@ -114,6 +120,9 @@ def parse_args(argv=None):
                         help="tokenizer lower-casing (default: tokenizer_config.json, else guessed from the vocab)")
     parser.add_argument("--storage-dtype", choices=("fp32", "fp16"), default="fp32",
                         help="how weights are stored in the file (computation dtype is chosen when loading)")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="int8: dynamic int8 quantization of the Linear layers (CPU, fp32 compute; smaller and "
+                             "usually faster on CPUs, answers change slightly)")
     args = parser.parse_args(argv)
     if args.random_init == bool(args.checkpoint):
         parser.error("give either a checkpoint directory or --random-init")

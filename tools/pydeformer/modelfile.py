@@ -50,6 +50,9 @@ REFUSED_ARCHITECTURES = {
 def _supported_list() -> str:
     return ", ".join(a for names in SUPPORTED_ARCHITECTURES.values() for a in names)
 
+# --quantize values and the config's "quantization" field they write.
+QUANTIZATIONS = {"none": None, "int8": "int8-dynamic"}
+
 
 class ExportError(Exception):
     """A checkpoint that cannot become a model file; the message says why."""
@@ -203,14 +206,22 @@ def content_hash(config: Dict, vocab: bytes, state: Dict[str, torch.Tensor]) -> 
 
 
 def write_model_file(model, model_config, vocab: bytes, do_lower_case: bool, out: str,
-                     source: str, layout: Optional[Dict] = None, storage_dtype: str = "fp32") -> Dict:
+                     source: str, layout: Optional[Dict] = None, storage_dtype: str = "fp32",
+                     quantize: str = "none") -> Dict:
     """Scripts the model (BertQA with a WordPiece vocab.txt, or XLNetQA with spiece.model bytes as `vocab`) and
     writes it atomically (temporary file, then rename). Returns the embedded config.
 
     storage_dtype fp16 halves the file (for bundling); the loader converts weights to the compute dtype, and the
-    content hash covers the stored values."""
+    content hash covers the stored values. quantize "int8" replaces every encoder and head Linear by a dynamically
+    quantized one (int8 weights, activations quantized per call; CPU and fp32 compute only); the content hash then
+    covers the fp32 weights it was made from and the config's "quantization" field."""
     if storage_dtype not in STORAGE_DTYPES:
         raise ExportError("unknown storage dtype %s (expected %s)" % (storage_dtype, ", ".join(STORAGE_DTYPES)))
+    if quantize not in QUANTIZATIONS:
+        raise ExportError("unknown quantization %s (expected %s)" % (quantize, ", ".join(QUANTIZATIONS)))
+    if quantize != "none" and storage_dtype != "fp32":
+        raise ExportError("--quantize %s stores int8 weights; it cannot be combined with --storage-dtype %s"
+                          % (quantize, storage_dtype))
     model = model.eval().to(STORAGE_DTYPES[storage_dtype])
     state = model.state_dict()
     is_xlnet = isinstance(model_config, XLNetConfig)
@@ -234,8 +245,12 @@ def write_model_file(model, model_config, vocab: bytes, do_lower_case: bool, out
         "exported_with_torch": torch.__version__,
         "storage_dtype": storage_dtype,
     }
+    if quantize != "none":
+        config["quantization"] = QUANTIZATIONS[quantize]
     digest = content_hash(config, vocab, state)
     config["content_hash"] = digest
+    if quantize != "none":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     scripted = torch.jit.script(model)
     extra = {
         "deformer/format_version": str(FORMAT_VERSION),
@@ -264,6 +279,8 @@ def load_model_file(path: str):
     extra = {"deformer/config.json": "", "deformer/vocab.txt": "", "deformer/spiece.model": ""}
     scripted = torch.jit.load(path, map_location="cpu", _extra_files=extra)
     config = json.loads(extra["deformer/config.json"])
+    if config.get("quantization"):
+        raise ExportError("%s is %s-quantized: it has no fp32 weights to run eagerly" % (path, config["quantization"]))
     if config["model_type"] == "xlnet":
         vocab = extra["deformer/spiece.model"]
         model = XLNetQA(XLNetConfig(config["xlnet"]))

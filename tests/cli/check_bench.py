@@ -1,0 +1,52 @@
+"""Runs deformer-bench on a small model for a few SQuAD questions and checks the report's fields and that
+its values are sane (no timing thresholds). Usage: check_bench.py DEFORMER_BENCH MODEL SQUAD"""
+import json
+import subprocess
+import sys
+
+bench, model, squad = sys.argv[1:4]
+limit = 3
+cmd = [bench, "--model", model, "--squad", squad, "--limit", str(limit), "--batch", "2", "--repeats", "1",
+       "--k", "2", "--reference", "eager,hf", "--json"]
+r = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE).stdout)
+problems = []
+
+
+def check(condition, what):
+    if not condition:
+        problems.append(what)
+
+
+for key in ("device", "dtype", "threads", "batch", "model", "workload", "runs", "cache_build", "references", "ratios",
+            "matmul_peak", "flop_model"):
+    check(key in r, "missing " + key)
+check(r["device"] == "cpu" and r["dtype"] == "fp32" and r["batch"] == 2 and r["threads"] >= 1, "settings recorded")
+check(r["model"]["random_weights"] is True and r["model"]["layers"] >= 2, "model shape and random weights recorded")
+check(r["workload"]["questions"] == limit, "questions")
+modes = {x["mode"]: x for x in r["runs"]}
+check(set(modes) == {"full", "deformer"}, "both modes ran")
+for name, x in modes.items():
+    check(x["questions"] == limit and x["windows"] >= limit, name + " counts")
+    check(x["questions_per_s"] > 0 and 0 < x["latency_ms"]["p50"] <= x["latency_ms"]["p99"], name + " timing")
+    check(x["achieved_tflop_s"] > 0 and x["model_gflop_per_question"] > 0, name + " FLOP model")
+    check(0 < x["rss_after_load_bytes"] <= x["rss_peak_bytes"], name + " RSS")
+    check(len(x["answers_sample"]) > 0 and all(isinstance(a, str) for a in x["answers_sample"]), name + " answers")
+d = modes.get("deformer", {})
+check(d.get("k") == 2, "k recorded")
+# Deformer mode pays the question's lower layers once; its model FLOPs per question are below full mode's.
+check(d.get("model_gflop_per_question", 1e9) < modes["full"]["model_gflop_per_question"], "deformer FLOPs below full")
+check(d.get("cache_read", {}).get("us_per_window", 0) > 0, "cache read cost")
+check(0 < d.get("cache_read", {}).get("fraction_of_question_time", 0) < 1, "cache read share")
+check(d.get("upper_layers", {}).get("tflop_s", 0) > 0 and d["upper_layers"]["fraction_of_matmul_peak"] > 0, "upper layers")
+check(r["cache_build"] and r["cache_build"][0]["windows_per_s"] > 0 and r["cache_build"][0]["k"] == 2, "cache build")
+refs = {x["reference"]: x for x in r["references"]}
+check(refs.get("eager", {}).get("available") is True and refs["eager"]["questions"] == limit, "eager reference")
+check(refs.get("eager", {}).get("windows") == modes["full"]["windows"], "eager reference runs full mode's windows")
+check(refs.get("hf", {}).get("available") is True or bool(refs.get("hf", {}).get("reason")), "hf reference or reason")
+for key in ("deformer_k2_vs_full", "deformer_k2_vs_eager", "deformer_k2_question_memory_vs_full"):
+    check(r["ratios"].get(key, 0) > 0, "ratio " + key)
+if problems:
+    print("FAIL: " + "; ".join(problems))
+    print(json.dumps(r, indent=1))
+    sys.exit(1)
+print("PASS: deformer-bench report has every field with sane values")
