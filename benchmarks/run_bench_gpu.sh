@@ -12,17 +12,11 @@ mkdir -p "$OUT"
 LOG="$OUT/bench-gpu.log"
 : > "$LOG"
 step() { echo "== $*" | tee -a "$LOG"; }
-export CMAKE_PREFIX_PATH=$(python3 -c "import torch;print(torch.utils.cmake_prefix_path)")
-export DEFORMER_DATA=$ROOT/.gpu/data DEFORMER_PYTHON=$(command -v python3) OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-} 2>&1 | tee -a "$LOG"
+source "$ROOT/tests/hf/gpu_env.sh"
+gpu_facts 2>&1 | tee -a "$LOG"
 
 step "configure and build: deformer-bench deformer-qa deformer-cache"
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDEFORMER_PYTHON="$DEFORMER_PYTHON" >> "$OUT/build.log" 2>&1 \
-  || { tail -40 "$OUT/build.log"; exit 1; }
-cmake --build build-gpu -j 16 --target deformer-bench deformer-qa deformer-cache >> "$OUT/build.log" 2>&1 \
-  || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
+gpu_build deformer-bench deformer-qa deformer-cache || exit 1
 
 SQUAD=$DEFORMER_DATA/squad/dev-v1.1.json
 if [ ! -f "$SQUAD" ]; then  # only the zip in the mirror: unpack it outside the tree

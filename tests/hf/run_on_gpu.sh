@@ -6,15 +6,11 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 OUT=${OUT:-/tmp/deformer-gpu-out}
 mkdir -p "$OUT"
-export CMAKE_PREFIX_PATH=$(python3 -c "import torch;print(torch.utils.cmake_prefix_path)")
-export DEFORMER_DATA=$ROOT/.gpu/data CI=true OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
-python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/device.txt"
+source "$ROOT/tests/hf/gpu_env.sh"
+gpu_facts | tee "$OUT/device.txt"
 step() { echo "== $*"; }
-step configure
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDEFORMER_PYTHON=$(command -v python3) > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
-step build
-cmake --build build-gpu -j 16 > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
+step "configure and build"
+gpu_build || exit 1
 phase() { [ "${PHASE:-all}" = all ] || [ "${PHASE}" = "$1" ]; }
 rc_ctest=0
 if phase checks; then

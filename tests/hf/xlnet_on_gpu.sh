@@ -7,13 +7,10 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 OUT=${OUT:-/tmp/deformer-gpu-out}
 mkdir -p "$OUT"
-export CMAKE_PREFIX_PATH=$(python3 -c "import torch;print(torch.utils.cmake_prefix_path)")
-export DEFORMER_DATA=$ROOT/.gpu/data CI=true OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
-python3 -c "import torch, transformers, sentencepiece; print('torch', torch.__version__, 'transformers', transformers.__version__, 'sentencepiece', sentencepiece.__version__)" | tee -a "$OUT/device.txt"
+source "$ROOT/tests/hf/gpu_env.sh"
+gpu_facts | tee "$OUT/device.txt"
 echo "== configure and build"
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDEFORMER_PYTHON=$(command -v python3) > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
-cmake --build build-gpu -j 16 > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
+gpu_build || exit 1
 rc=0
 echo "== hf xlnet parity (full mode, fp32)"
 python3 tests/hf/xlnet_hf_parity.py --data .gpu/data --work /tmp/hf-xlnet --count ${COUNT:-24} 2>&1 | tee "$OUT/xlnet-hf.log"
