@@ -17,6 +17,9 @@ import zipfile
 
 import torch
 
+from pydeformer import export
+from pydeformer.vocab import read_text
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 TINY_SHAPE = os.path.join(REPO, "tests", "fixtures", "tiny-bert.json")
@@ -25,10 +28,9 @@ TINY_SHAPE = os.path.join(REPO, "tests", "fixtures", "tiny-bert.json")
 def tokenizer_model(vocab: str, work: str) -> str:
     """A random-weight model file carrying the vocabulary: `deformer-qa tokenize` reads the tokenizer from it."""
     path = os.path.join(work, "tokenizer-carrier.pt")
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "tools"))
-    subprocess.run([sys.executable, "-m", "pydeformer.export", "--random-init", "--config", TINY_SHAPE,
-                    "--vocab", vocab, "--lower-case", "yes", "--out", path], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    if export.main(["--random-init", "--config", TINY_SHAPE, "--vocab", vocab, "--lower-case", "yes",
+                    "--out", path]) != 0:
+        raise RuntimeError("cannot export a model carrying %s" % vocab)
     return path
 
 
@@ -54,12 +56,6 @@ def tokenize(texts, model_file: str, deformer_qa: str, with_offsets: bool):
     if len(results) != len(texts):
         raise RuntimeError("tokenizer returned %d lines for %d texts" % (len(results), len(texts)))
     return results
-
-
-def read_text(path: str) -> str:
-    opener = lzma.open if path.endswith(".xz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return f.read()
 
 
 def paragraphs(text: str):

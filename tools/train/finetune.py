@@ -10,25 +10,26 @@ import sys
 
 import torch
 
+from pydeformer.bert import MASKED_SCORE
+
 from . import checkpoint
 from .common import Log, autocast, finite, optimizer, pick_device, seed_everything, warmup_linear
 from .data import load_compressed, read_squad
 from .squad_features import Squad, decode
 
-MASKED = -1e4
-
-
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return logits.float().masked_fill(mask == 0, MASKED)
+    return logits.float().masked_fill(mask == 0, MASKED_SCORE)
 
 
 def full_forward(model, ids, types, positions, mask, collect_from=None):
     """Logits [B, T, 2] of the joint pass; with collect_from=k also the outputs of layers k..n-1."""
     hidden = model.embed(ids, types, positions)
+    if collect_from is None:
+        return model.qa_logits(model.encode(hidden, mask, 0, model.num_layers)), []
     states = []
     for i in range(model.num_layers):
         hidden = model.encode(hidden, mask, i, i + 1)
-        if collect_from is not None and i >= collect_from:
+        if i >= collect_from:
             states.append(hidden)
     return model.qa_logits(hidden), states
 
@@ -40,11 +41,12 @@ def deformer_forward(model, ids, types, positions, mask, split_at: int, k: int, 
     d = model.encode(model.embed(ids[:, split_at:], types[:, split_at:], positions[:, split_at:]),
                      mask[:, split_at:], 0, k)
     hidden = torch.cat([q, d], dim=1)
+    if not collect:
+        return model.qa_logits(model.encode(hidden, mask, k, model.num_layers)), []
     states = []
     for i in range(k, model.num_layers):
         hidden = model.encode(hidden, mask, i, i + 1)
-        if collect:
-            states.append(hidden)
+        states.append(hidden)
     return model.qa_logits(hidden), states
 
 

@@ -57,13 +57,7 @@ class Squad:
         self.question_context = data["question_context"].tolist()
         self.answers = data["answer_tokens"].tolist()
         self.ids = data["ids"]
-        self.offsets = None
-        if "context_offsets" in data:
-            flat = data["context_offsets"].tolist()
-            self.offsets, start = [], 0
-            for n in data["context_lengths"].tolist():
-                self.offsets.append(flat[start:start + n])
-                start += n
+        self.offsets = split(data["context_offsets"], data["context_lengths"]) if "context_offsets" in data else None
         self.cls, self.sep, self.pad = special["[CLS]"], special["[SEP]"], special["[PAD]"]
 
     def _label(self, q: int, begin: int, end: int, start_position: int):
