@@ -55,7 +55,8 @@ class SentencePieceFallback:
         self.sp = sentencepiece.SentencePieceProcessor(model_file=spiece)
         self.pad_token_id, self.cls_token_id, self.sep_token_id, self.unk_token_id = 5, 3, 4, 0
 
-    def __call__(self, text, pair=None, truncation=None, max_length=None, padding=None, add_special_tokens=True):
+    def __call__(self, text, pair=None, truncation=None, max_length=None, padding=None, add_special_tokens=True,
+                 return_token_type_ids=True):
         a = self.sp.encode(text)
         if not add_special_tokens:
             return {"input_ids": a}
@@ -73,7 +74,7 @@ def check_tokenizer(tokenizer):
     probe = tokenizer("Hello, world! The lighthouse keeper lit the lamp.", add_special_tokens=False)["input_ids"]
     if len(set(probe)) < 8 or tokenizer.unk_token_id in probe:
         sys.exit("reference tokenizer is broken: probe -> %s" % probe)
-    enc = tokenizer("a b c", "d e", padding="max_length", max_length=12)
+    enc = tokenizer("a b c", "d e", padding="max_length", max_length=12, return_token_type_ids=True)
     ids = enc["input_ids"]
     if ids[-1] != tokenizer.cls_token_id or ids[0] != tokenizer.pad_token_id or enc["token_type_ids"][-1] != 2:
         sys.exit("reference tokenizer does not write XLNet's layout (left padding, <cls> last, segment 2): %s %s"
@@ -112,7 +113,8 @@ def main():
 
     encodings = []
     for key, question, context in squad_pairs(os.path.join(args.data, "squad", "dev-v1.1.json.zip"), args.count):
-        enc = tokenizer(context, question, truncation="only_first", max_length=MAX_LEN, padding="max_length")
+        enc = tokenizer(context, question, truncation="only_first", max_length=MAX_LEN, padding="max_length",
+                        return_token_type_ids=True)  # transformers 5 leaves XLNet's segments out unless asked
         ids = enc["input_ids"]
         real = [i for i, m in enumerate(enc["attention_mask"]) if m]
         first = real[0]
