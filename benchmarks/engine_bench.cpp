@@ -3,13 +3,16 @@
 // DEFORMER_BENCH_DEVICE=cuda and DEFORMER_BENCH_DTYPE=fp16|bf16 select device and dtype. Each benchmark
 // reports per-window time: full mode runs all layers on [CLS] q [SEP] d [SEP] (320 tokens), deformer mode runs
 // the question's lower layers once per batch (one question over `batch` windows) plus the upper layers, with
-// the documents' layer-k states already in memory (as after a cache read).
+// the documents' layer-k states already in memory (as after a cache read). The `engine` argument runs the same
+// weights side by side: 0 = the model file's TorchScript methods, 1 = native ATen layers (fused attention),
+// 2 = native layers with CUDA graphs for small batches (CUDA only).
 #include <benchmark/benchmark.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <cstdlib>
 #include <iostream>
+#include <string>
 
 #include "deformer/engine.h"
 #include "deformer/model.h"
@@ -18,19 +21,30 @@ namespace {
 
 using deformer::Model;
 
-std::shared_ptr<const Model> bench_model() {
-  static std::shared_ptr<const Model> model = [] {
-    const char* path = std::getenv("DEFORMER_BENCH_MODEL");
-    if (!path) {
-      std::cerr << "set DEFORMER_BENCH_MODEL to a model file (scripts/make-bench-model.sh)" << std::endl;
-      std::exit(2);
-    }
-    deformer::LoadOptions options;
-    if (const char* d = std::getenv("DEFORMER_BENCH_DEVICE")) options.device = deformer::parse_device(d);
-    if (const char* t = std::getenv("DEFORMER_BENCH_DTYPE")) options.dtype = deformer::parse_dtype(t);
-    return Model::load(path, options);
+std::shared_ptr<const Model> load_bench_model(int engine) {
+  const char* path = std::getenv("DEFORMER_BENCH_MODEL");
+  if (!path) {
+    std::cerr << "set DEFORMER_BENCH_MODEL to a model file (scripts/make-bench-model.sh)" << std::endl;
+    std::exit(2);
+  }
+  deformer::LoadOptions options;
+  if (const char* d = std::getenv("DEFORMER_BENCH_DEVICE")) options.device = deformer::parse_device(d);
+  if (const char* t = std::getenv("DEFORMER_BENCH_DTYPE")) options.dtype = deformer::parse_dtype(t);
+  options.native_layers = engine >= 1;
+  options.cuda_graphs = engine == 2;
+  return Model::load(path, options);
+}
+
+// One model per engine variant, loaded on first use; nullptr where the variant does not apply (graphs on a CPU).
+std::shared_ptr<const Model> bench_model(int engine) {
+  static std::shared_ptr<const Model> models[3];
+  static const bool cuda = [] {
+    const char* d = std::getenv("DEFORMER_BENCH_DEVICE");
+    return d && std::string(d) == "cuda";
   }();
-  return model;
+  if (engine == 2 && !cuda) return nullptr;
+  if (!models[engine]) models[engine] = load_bench_model(engine);
+  return models[engine];
 }
 
 c10::Device device_of(const Model& m) {
@@ -53,7 +67,8 @@ void set_counters(benchmark::State& state, int64_t batch) {
 }
 
 void BM_Full(benchmark::State& state) {
-  auto m = bench_model();
+  auto m = bench_model(state.range(1));
+  if (!m) return state.SkipWithError("CUDA graphs need DEFORMER_BENCH_DEVICE=cuda");
   const int64_t batch = state.range(0), length = m->config().question_block + m->config().document_block;
   auto input = ids(batch, length, length, *m);
   auto types = torch::cat({torch::zeros({batch, int64_t(m->config().question_block)}, torch::kLong),
@@ -67,7 +82,8 @@ void BM_Full(benchmark::State& state) {
 }
 
 void BM_Deformer(benchmark::State& state) {
-  auto m = bench_model();
+  auto m = bench_model(state.range(2));
+  if (!m) return state.SkipWithError("CUDA graphs need DEFORMER_BENCH_DEVICE=cuda");
   const int64_t batch = state.range(0);
   const int k = state.range(1);
   const auto& c = m->config();
@@ -85,13 +101,14 @@ void BM_Deformer(benchmark::State& state) {
 }
 
 // Batches 32 and 256 are for GPUs (select with --benchmark_filter on a CPU).
-BENCHMARK(BM_Full)->ArgName("batch")->Arg(1)->Arg(8)->Arg(32)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Full)
+    ->ArgNames({"batch", "engine"})
+    ->ArgsProduct({{1, 8, 32, 256}, {0, 1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_Deformer)
-    ->ArgNames({"batch", "k"})
-    ->Args({1, 9})
-    ->Args({8, 9})
-    ->Args({32, 9})
-    ->Args({256, 9})
+    ->ArgNames({"batch", "k", "engine"})
+    ->ArgsProduct({{1, 8, 32, 256}, {9}, {0, 1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

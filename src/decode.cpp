@@ -32,22 +32,25 @@ std::vector<double> softmax(const float* logits, const WindowScores& w) {
 }
 
 // Best spans of one window in the order Hugging Face's decode_spans returns them: by score, ties in
-// row-major (start, end) order.
+// row-major (start, end) order. Spans are visited in that row-major order, so a candidate enters the kept list
+// only when it beats the worst kept one outright; the list stays at most top_k long (no allocation per span).
 std::vector<TokenSpan> best_spans(const std::vector<double>& ps, const std::vector<double>& pe, const WindowScores& w,
                                   int top_k, int max_len) {
-  std::vector<TokenSpan> spans;
+  std::vector<TokenSpan> best;
+  best.reserve(top_k + 1);
   const int64_t n = w.context_token.size();
   for (int64_t s = 0; s < n; ++s) {
     if (w.context_token[s] < 0 || ps[s] == 0.0) continue;
-    for (int64_t e = s; e < std::min<int64_t>(n, s + max_len); ++e)
-      if (w.context_token[e] >= 0 && pe[e] > 0.0) spans.push_back({ps[s] * pe[e], s, e});
+    for (int64_t e = s; e < std::min<int64_t>(n, s + max_len); ++e) {
+      if (w.context_token[e] < 0 || pe[e] <= 0.0) continue;
+      const double score = ps[s] * pe[e];
+      if (best.size() == static_cast<size_t>(top_k) && score <= best.back().score) continue;
+      auto at = std::upper_bound(best.begin(), best.end(), score, [](double v, const TokenSpan& t) { return v > t.score; });
+      best.insert(at, {score, s, e});
+      if (best.size() > static_cast<size_t>(top_k)) best.pop_back();
+    }
   }
-  const size_t keep = std::min<size_t>(spans.size(), top_k);
-  std::partial_sort(spans.begin(), spans.begin() + keep, spans.end(), [](const TokenSpan& a, const TokenSpan& b) {
-    return a.score != b.score ? a.score > b.score : (a.start != b.start ? a.start < b.start : a.end < b.end);
-  });
-  spans.resize(keep);
-  return spans;
+  return best;
 }
 
 // Character span of each word: from its first token's start to its last token's end.

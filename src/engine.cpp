@@ -1,7 +1,9 @@
 #include "deformer/engine.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "model_impl.h"
 
@@ -25,6 +27,39 @@ void check_ids(const Model& model, const at::Tensor& ids, int64_t length, const 
 }
 
 bool is_xlnet(const Model& model) { return model.config().model_type == "xlnet"; }
+
+const native::Bert* native_bert(const Model& model) { return model.impl().bert.get(); }
+
+// Calls of at most this many rows replay CUDA graphs; larger ones are bound by arithmetic, not launches.
+constexpr int64_t kGraphMaxRows = 16;
+
+cuda_graphs::GraphCache* graphs_for(const Model& model, int64_t rows) {
+  return rows <= kGraphMaxRows ? model.impl().graphs.get() : nullptr;
+}
+
+// Graph shapes: rows rounded up to a power of two, lengths to a multiple of `step` (at most `cap`), so that a few
+// graphs serve every call. Padding rows and padding positions never change real outputs (DESIGN.md invariant 5).
+int64_t graph_rows(int64_t rows) {
+  int64_t r = 1;
+  while (r < rows) r *= 2;
+  return r;
+}
+int64_t graph_length(int64_t length, int64_t step, int64_t cap) {
+  return std::max(length, std::min(cap, (length + step - 1) / step * step));
+}
+
+// Pads dims 0 and 1 of x ([B, T] or [B, T, H]) at their ends to rows x length with `value`.
+at::Tensor pad_rows(const at::Tensor& x, int64_t rows, int64_t length, double value) {
+  if (x.size(0) == rows && x.size(1) == length) return x;
+  std::vector<int64_t> pad(2 * (x.dim() - 2), 0);
+  pad.insert(pad.end(), {0, length - x.size(1), 0, rows - x.size(0)});
+  return at::constant_pad_nd(x, pad, value);
+}
+
+std::string graph_key(const char* what, int k, int64_t rows, int64_t a, int64_t b = 0) {
+  return std::string(what) + " k=" + std::to_string(k) + " rows=" + std::to_string(rows) + " " + std::to_string(a) +
+         "x" + std::to_string(b);
+}
 
 at::Tensor arange_rows(int64_t batch, int64_t length, const at::TensorOptions& options) {
   return at::arange(length, options).unsqueeze(0).expand({batch, length});
@@ -83,6 +118,10 @@ at::Tensor embed(const Model& model, const at::Tensor& input_ids, const at::Tens
                                   std::to_string(model.config().vocab_size - 1));
   }
   if (is_xlnet(model)) return call(model, "embed", {input_ids});
+  if (const auto* bert = native_bert(model)) {
+    c10::InferenceMode guard;
+    return bert->embed(input_ids, token_type_ids, position_ids);
+  }
   return call(model, "embed", {input_ids, token_type_ids, position_ids});
 }
 
@@ -92,6 +131,10 @@ at::Tensor run_layers(const Model& model, const at::Tensor& hidden, const at::Te
   check_split(model, begin);
   check_split(model, end);
   if (begin >= end) return hidden;
+  if (const auto* bert = native_bert(model)) {
+    c10::InferenceMode guard;
+    return bert->encode(hidden, mask, begin, end);
+  }
   return call(model, "encode", {hidden, mask, static_cast<int64_t>(begin), static_cast<int64_t>(end)});
 }
 
@@ -105,19 +148,40 @@ at::Tensor run_layers(const Model& model, const at::Tensor& hidden, const at::Te
 }
 
 at::Tensor qa_logits(const Model& model, const at::Tensor& hidden) {
+  if (const auto* bert = native_bert(model)) {
+    c10::InferenceMode guard;
+    return bert->qa_logits(hidden).to(at::kFloat);
+  }
   return call(model, "qa_logits", {hidden}).to(at::kFloat);
 }
+
+namespace {
+
+// encode_block through a graph when the call is small enough; `step` is the length granularity of the graphs.
+at::Tensor encode_block_maybe_graph(const Model& model, const at::Tensor& ids, int64_t type, int k, int64_t block,
+                                    int64_t step, const char* what) {
+  auto* graphs = graphs_for(model, ids.size(0));
+  if (!graphs || k == 0) return encode_block(model, ids, type, k);
+  c10::InferenceMode guard;
+  const int64_t rows = graph_rows(ids.size(0)), length = graph_length(ids.size(1), step, block);
+  auto padded = pad_rows(ids, rows, length, model.config().pad_token_id);
+  auto out = graphs->run(graph_key(what, k, rows, length), {padded},
+                         [&](const std::vector<at::Tensor>& in) { return encode_block(model, in[0], type, k); });
+  return out.narrow(0, 0, ids.size(0)).narrow(1, 0, ids.size(1));
+}
+
+}  // namespace
 
 at::Tensor encode_questions(const Model& model, const at::Tensor& question_ids, int k) {
   check_split(model, k);
   check_ids(model, question_ids, model.config().question_block, "question ids");
-  return encode_block(model, question_ids, 0, k);
+  return encode_block_maybe_graph(model, question_ids, 0, k, model.config().question_block, 8, "questions");
 }
 
 at::Tensor encode_documents(const Model& model, const at::Tensor& document_ids, int k) {
   check_split(model, k);
   check_ids(model, document_ids, model.config().document_block, "document ids");
-  return encode_block(model, document_ids, 1, k);
+  return encode_block_maybe_graph(model, document_ids, 1, k, model.config().document_block, 64, "documents");
 }
 
 at::Tensor answer_logits(const Model& model, const at::Tensor& question_states, const at::Tensor& question_ids,
@@ -127,9 +191,24 @@ at::Tensor answer_logits(const Model& model, const at::Tensor& question_states, 
     throw std::invalid_argument("question and document batches differ: " + std::to_string(question_states.size(0)) +
                                 " vs " + std::to_string(document_states.size(0)));
   if (is_xlnet(model)) return xlnet_answer_logits(model, question_states, question_ids, document_states, document_ids, k);
-  auto hidden = at::cat({question_states, document_states}, 1);
-  auto mask = at::cat({question_ids, document_ids}, 1).ne(0).to(at::kLong);
-  return qa_logits(model, run_layers(model, hidden, mask, k, model.config().num_layers));
+  auto joint = [&](const std::vector<at::Tensor>& in) {
+    auto hidden = at::cat({in[0], in[2]}, 1);
+    auto mask = at::cat({in[1], in[3]}, 1).ne(model.config().pad_token_id).to(at::kLong);
+    return qa_logits(model, run_layers(model, hidden, mask, k, model.config().num_layers));
+  };
+  const int64_t batch = question_states.size(0), q_len = question_ids.size(1), d_len = document_ids.size(1);
+  auto* graphs = graphs_for(model, batch);
+  if (!graphs) return joint({question_states, question_ids, document_states, document_ids});
+  c10::InferenceMode guard;
+  const auto& c = model.config();
+  const int64_t rows = graph_rows(batch), q_pad = graph_length(q_len, 8, c.question_block),
+                d_pad = graph_length(d_len, 64, c.document_block);
+  const double pad = c.pad_token_id;
+  auto out = graphs->run(graph_key("joint", k, rows, q_pad, d_pad),
+                         {pad_rows(question_states, rows, q_pad, 0), pad_rows(question_ids, rows, q_pad, pad),
+                          pad_rows(document_states, rows, d_pad, 0), pad_rows(document_ids, rows, d_pad, pad)},
+                         joint);
+  return at::cat({out.narrow(0, 0, batch).narrow(1, 0, q_len), out.narrow(0, 0, batch).narrow(1, q_pad, d_len)}, 1);
 }
 
 at::Tensor full_logits(const Model& model, const at::Tensor& input_ids, const at::Tensor& token_type_ids,
@@ -138,9 +217,21 @@ at::Tensor full_logits(const Model& model, const at::Tensor& input_ids, const at
   if (!is_xlnet(model) && length > model.config().max_position_embeddings)
     throw std::invalid_argument("sequence of " + std::to_string(length) + " tokens exceeds the model's " +
                                 std::to_string(model.config().max_position_embeddings) + " positions");
-  auto positions = at::arange(length, input_ids.options()).unsqueeze(0).expand({batch, length});
-  auto hidden = embed(model, input_ids, token_type_ids, positions);
-  return qa_logits(model, run_layers(model, hidden, attention_mask, token_type_ids, positions, 0, model.config().num_layers));
+  auto forward = [&](const std::vector<at::Tensor>& in) {
+    const int64_t rows = in[0].size(0), len = in[0].size(1);
+    auto positions = at::arange(len, in[0].options()).unsqueeze(0).expand({rows, len});
+    auto hidden = embed(model, in[0], in[1], positions);
+    return qa_logits(model, run_layers(model, hidden, in[2], in[1], positions, 0, model.config().num_layers));
+  };
+  auto* graphs = graphs_for(model, batch);
+  if (!graphs) return forward({input_ids, token_type_ids, attention_mask});
+  c10::InferenceMode guard;
+  const int64_t rows = graph_rows(batch), padded = graph_length(length, 64, model.config().max_position_embeddings);
+  auto out = graphs->run(graph_key("full", 0, rows, padded),
+                         {pad_rows(input_ids, rows, padded, model.config().pad_token_id),
+                          pad_rows(token_type_ids, rows, padded, 0), pad_rows(attention_mask, rows, padded, 0)},
+                         forward);
+  return out.narrow(0, 0, batch).narrow(1, 0, length);
 }
 
 }  // namespace engine

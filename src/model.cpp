@@ -1,4 +1,5 @@
 #include <fstream>
+#include <map>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +17,15 @@ constexpr int kFormatVersion = 1;
 const char* const kRequiredMethods[] = {"embed", "encode", "qa_logits", "forward"};
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+// Replaces the parameter at a dotted path ("layers.3.query.weight") of a TorchScript module.
+void set_parameter(torch::jit::Module& module, const std::string& path, const at::Tensor& value) {
+  torch::jit::Module owner = module;
+  size_t begin = 0;
+  for (size_t dot = path.find('.'); dot != std::string::npos; begin = dot + 1, dot = path.find('.', begin))
+    owner = owner.attr(path.substr(begin, dot - begin)).toModule();
+  owner.register_parameter(path.substr(begin), value, /*is_buffer=*/false);
+}
 
 template <typename T>
 T required(const nlohmann::json& object, const char* key, const std::string& path) {
@@ -149,6 +159,15 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
 
   impl->module.eval();
   impl->module.to(impl->dtype);  // also widens weights stored as fp16 (export --storage-dtype fp16)
+  if (impl->config.model_type == "bert" && impl->config.quantization.empty() && options.native_layers) {
+    torch::NoGradGuard no_grad;  // plain tensors, usable in and out of inference mode
+    std::map<std::string, at::Tensor> parameters;
+    for (const auto& p : impl->module.named_parameters(/*recurse=*/true)) parameters.emplace(p.name, p.value);
+    impl->bert = std::make_unique<native::Bert>(parameters, impl->config);
+    for (const auto& [name, view] : impl->bert->fused_views()) set_parameter(impl->module, name, view);
+    if (options.device == Device::kCUDA && options.cuda_graphs && cuda_graphs::GraphCache::available())
+      impl->graphs = std::make_unique<cuda_graphs::GraphCache>();
+  }
   for (const auto& p : impl->module.parameters()) impl->parameter_count += p.numel();
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }

@@ -3,7 +3,9 @@
 
 #include <torch/script.h>
 
+#include "cuda_graphs.h"
 #include "deformer/model.h"
+#include "native_bert.h"
 
 namespace deformer {
 
@@ -18,6 +20,8 @@ struct Model::Impl {
   int64_t parameter_count = 0;
   c10::Device device{c10::kCPU};
   c10::ScalarType dtype = c10::kFloat;
+  std::unique_ptr<native::Bert> bert;                  // set when BERT runs natively (LoadOptions::native_layers)
+  std::unique_ptr<cuda_graphs::GraphCache> graphs;     // set on CUDA with LoadOptions::cuda_graphs
 };
 
 }  // namespace deformer

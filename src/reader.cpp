@@ -1,5 +1,6 @@
 #include "deformer/reader.h"
 
+#include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -203,24 +204,28 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
   };
 
   if (questions.empty()) return {};
-  std::vector<std::vector<int64_t>> q_ids;
-  for (const auto& question : questions) {
-    Encoding enc;
-    try {
-      enc = tokenizer_->encode(question);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(std::string("question: ") + e.what());
+  // Tokenizing and decoding are per question or per document and independent: they run on LibTorch's intra-op
+  // threads, which are idle between forward passes (a batch of 256 questions is otherwise milliseconds of one core).
+  std::vector<std::vector<int64_t>> q_ids(questions.size());
+  at::parallel_for(0, questions.size(), 16, [&](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      Encoding enc;
+      try {
+        enc = tokenizer_->encode(questions[q]);
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("question: ") + e.what());
+      }
+      if (enc.ids.empty()) throw std::invalid_argument("question is empty");
+      q_ids[q].assign(enc.ids.begin(), enc.ids.end());
     }
-    if (enc.ids.empty()) throw std::invalid_argument("question is empty");
-    q_ids.emplace_back(enc.ids.begin(), enc.ids.end());
-  }
+  });
   std::set<std::string> ids;
-  std::vector<PreparedDocument> docs;
-  docs.reserve(documents.size());
-  for (const auto& d : documents) {
+  for (const auto& d : documents)
     if (!ids.insert(d.id).second) throw std::invalid_argument("duplicate document id '" + d.id + "'");
-    docs.push_back(prepare_document(d, *tokenizer_));
-  }
+  std::vector<PreparedDocument> docs(documents.size());
+  at::parallel_for(0, documents.size(), 4, [&](int64_t begin, int64_t end) {
+    for (int64_t d = begin; d < end; ++d) docs[d] = prepare_document(documents[d], *tokenizer_);
+  });
   // asked[q][d]: question q is asked over document d.
   std::vector<std::vector<char>> asked(questions.size(), std::vector<char>(docs.size(), scope.empty()));
   for (size_t q = 0; q < scope.size(); ++q)
@@ -400,8 +405,10 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     }
   }
 
-  std::vector<std::vector<Answer>> results;
-  for (auto& per_question : outputs) results.push_back(pool_answers(per_question, docs, options_.decode));
+  std::vector<std::vector<Answer>> results(outputs.size());
+  at::parallel_for(0, outputs.size(), 8, [&](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) results[q] = pool_answers(outputs[q], docs, options_.decode);
+  });
   return results;
 }
 

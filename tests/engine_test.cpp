@@ -4,11 +4,14 @@
 #include <torch/script.h>
 
 #include <fstream>
+#include <thread>
+#include <tuple>
 
 #include "deformer/engine.h"
 #include "deformer/layout.h"
 #include "deformer/model.h"
 #include "deformer/tokenizer.h"
+#include "model_impl.h"
 #include "test_data.h"
 
 namespace deformer {
@@ -264,6 +267,113 @@ TEST(EngineCuda, MatchesCpu) {
     const double diff = (logits.cpu() - reference).abs().max().item<double>();
     std::cout << "cuda " << to_string(dtype) << " max|d| vs cpu fp32: " << diff << std::endl;
     EXPECT_LT(diff, tolerance) << to_string(dtype);
+  }
+}
+
+// The native layers (direct ATen calls, fused query/key/value and attention) compute what the model file's
+// TorchScript methods compute, in every piece the engine exposes.
+TEST(EngineNative, EqualsTheModelFilesTorchScriptMethods) {
+  auto path = testing::fixture("tiny-own-vocab.pt");
+  DEFORMER_REQUIRE_FILE(path);
+  LoadOptions scripted_options;
+  scripted_options.native_layers = false;
+  auto native = Model::load(path), scripted = Model::load(path, scripted_options);
+  ASSERT_NE(native->impl().bert, nullptr);
+  ASSERT_EQ(scripted->impl().bert, nullptr);
+  EXPECT_EQ(native->parameter_count(), scripted->parameter_count());
+  const auto& c = native->config();
+  const SpecialTokens special = make_tokenizer(*native)->special_tokens();
+  std::vector<std::vector<int64_t>> q_rows, d_rows;
+  for (int r = 0; r < 3; ++r) {
+    std::vector<int64_t> q, d;
+    for (int i = 0; i < 4 + 7 * r; ++i) q.push_back(5 + (r * 131 + i * 37) % (c.vocab_size - 5));
+    for (int i = 0; i < 60 + 90 * r; ++i) d.push_back(5 + (r * 71 + i * 13) % (c.vocab_size - 5));
+    q_rows.push_back(question_block(q, c.question_block, special).input_ids);
+    d_rows.push_back(document_block(d, c.document_block, special).input_ids);
+  }
+  auto stack = [](const std::vector<std::vector<int64_t>>& rows) {
+    std::vector<at::Tensor> t;
+    for (const auto& r : rows) t.push_back(torch::tensor(r, torch::kLong));
+    return at::stack(t);
+  };
+  auto q = stack(q_rows), d = stack(d_rows).slice(1, 0, 241);  // a cut document block
+  for (int k : {0, 1, c.num_layers - 1, c.num_layers}) {
+    auto deformer = [&](const Model& m) {
+      return engine::answer_logits(m, engine::encode_questions(m, q, k), q, engine::encode_documents(m, d, k), d, k);
+    };
+    EXPECT_LT(max_abs_diff(deformer(*native), deformer(*scripted)), 1e-5) << "k=" << k;
+  }
+  auto ids = at::cat({q, d}, 1);
+  auto types = at::cat({at::zeros_like(q), at::ones_like(d)}, 1);
+  auto mask = ids.ne(0).to(at::kLong);
+  EXPECT_LT(max_abs_diff(engine::full_logits(*native, ids, types, mask), engine::full_logits(*scripted, ids, types, mask)), 1e-5);
+}
+
+}  // namespace
+}  // namespace deformer
+
+namespace deformer {
+namespace {
+
+// CUDA graphs (small batches) give the eager results: on first use (capture), on replay with new values, for
+// shapes that pad to the same graph, and from several threads at once.
+TEST(EngineCuda, GraphReplaysEqualEagerCalls) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no CUDA device in this build or machine";
+  if (!cuda_graphs::GraphCache::available()) GTEST_SKIP() << "skipped: this build has no CUDA graphs";
+  auto path = testing::fixture("tiny-own-vocab.pt");
+  DEFORMER_REQUIRE_FILE(path);
+  for (auto [dtype, tolerance] : {std::pair{DType::kFloat32, 1e-4}, {DType::kFloat16, 2e-2}}) {
+    LoadOptions options;
+    options.device = Device::kCUDA;
+    options.dtype = dtype;
+    auto graphed = Model::load(path, options);
+    options.cuda_graphs = false;
+    auto eager = Model::load(path, options);
+    ASSERT_NE(graphed->impl().graphs, nullptr);
+    const auto& c = graphed->config();
+    const int k = c.num_layers / 2;
+    auto random_ids = [&](int64_t rows, int64_t length, int64_t real) {  // `real` tokens, then padding
+      auto ids = torch::randint(5, c.vocab_size, {rows, length}, torch::TensorOptions(torch::kLong));
+      ids.slice(1, real).fill_(0);
+      return ids.cuda();
+    };
+    torch::manual_seed(3);
+    auto check = [&](int64_t rows, int64_t q_len, int64_t d_len) {
+      auto q = random_ids(rows, q_len, q_len - 1), d = random_ids(rows, d_len, d_len - 3);
+      auto run = [&](const Model& m) {
+        return engine::answer_logits(m, engine::encode_questions(m, q, k), q, engine::encode_documents(m, d, k), d, k).cpu();
+      };
+      auto a = run(*graphed), b = run(*eager);
+      ASSERT_EQ(a.sizes(), b.sizes());
+      EXPECT_LT(max_abs_diff(a, b), tolerance) << to_string(dtype) << " rows " << rows << " q " << q_len << " d " << d_len;
+      auto ids = at::cat({q, d}, 1), types = at::cat({at::zeros_like(q), at::ones_like(d)}, 1);
+      auto mask = ids.ne(0).to(at::kLong);
+      EXPECT_LT(max_abs_diff(engine::full_logits(*graphed, ids, types, mask).cpu(), engine::full_logits(*eager, ids, types, mask).cpu()),
+                tolerance);
+    };
+    for (int repeat = 0; repeat < 2; ++repeat)  // the second pass replays with new values
+      for (auto [rows, q_len, d_len] : {std::tuple{1, 9, 200}, {3, 27, 293}, {4, 12, 180}, {16, 27, 64}}) check(rows, q_len, d_len);
+    EXPECT_GT(graphed->impl().graphs->size(), 0u);
+    const size_t captured = graphed->impl().graphs->size();
+    check(1, 10, 190);  // pads to the graphs of (1, 9, 200): nothing new is captured
+    EXPECT_EQ(graphed->impl().graphs->size(), captured);
+
+    std::vector<std::thread> threads;
+    std::vector<double> diffs(4, 1e9);
+    auto q = random_ids(4, 20, 15), d = random_ids(4, 250, 240);
+    auto reference = engine::answer_logits(*eager, engine::encode_questions(*eager, q, k), q,
+                                           engine::encode_documents(*eager, d, k), d, k).cpu();
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 20; ++i) {
+          auto rows = q.slice(0, t, t + 1), drows = d.slice(0, t, t + 1);
+          auto out = engine::answer_logits(*graphed, engine::encode_questions(*graphed, rows, k), rows,
+                                           engine::encode_documents(*graphed, drows, k), drows, k).cpu();
+          diffs[t] = std::max(i ? diffs[t] : 0.0, max_abs_diff(out, reference.slice(0, t, t + 1)));
+        }
+      });
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < 4; ++t) EXPECT_LT(diffs[t], tolerance) << "thread " << t;
   }
 }
 

@@ -25,6 +25,12 @@ struct LoadOptions {
   int device_index = 0;           // CUDA device ordinal
   DType dtype = DType::kFloat32;  // compute dtype; fp16 and bf16 halve weight memory
   int threads = 0;                // CPU intra-op threads; 0 keeps LibTorch's default (all cores)
+  // BERT runs as direct ATen calls with fused query/key/value and fused attention; false runs the model file's
+  // TorchScript methods (the reference). XLNet and int8-quantized models always run the TorchScript methods.
+  bool native_layers = true;
+  // On CUDA, calls of at most 16 rows (one question over a few windows) replay captured CUDA graphs, padded to
+  // a few fixed shapes: such calls are bound by kernel launches. Needs native_layers.
+  bool cuda_graphs = true;
 };
 
 // The shape and conventions a model file declares (DESIGN.md sections 2 and 3).

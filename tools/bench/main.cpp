@@ -302,11 +302,14 @@ json upper_layer_rate(const Model& model, int k, int batch) {
                      : model.options().dtype == DType::kBFloat16 ? at::kBFloat16 : at::kFloat;
   auto hidden = torch::randn({batch, tokens, c.hidden_size}, torch::TensorOptions(dtype).device(device));
   auto mask = torch::ones({batch, tokens}, torch::TensorOptions(torch::kLong).device(device));
+  // XLNet's relative attention takes segments and positions (BERT ignores them here).
+  auto segments = torch::zeros_like(mask);
+  auto positions = torch::arange(tokens, mask.options()).unsqueeze(0).expand({batch, tokens});
   std::vector<double> times;
   for (int i = 0; i < 7; ++i) {
     synchronize(model);
     const auto begin = Clock::now();
-    auto out = engine::run_layers(model, hidden, mask, k, c.num_layers);
+    auto out = engine::run_layers(model, hidden, mask, segments, positions, k, c.num_layers);
     synchronize(model);
     if (i >= 2) times.push_back(seconds_since(begin));
   }

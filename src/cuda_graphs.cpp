@@ -1,0 +1,120 @@
+#include "cuda_graphs.h"
+
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+
+#ifdef DEFORMER_CUDA_GRAPHS
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace deformer {
+namespace cuda_graphs {
+
+#ifdef DEFORMER_CUDA_GRAPHS
+
+struct Graph {
+  std::vector<at::Tensor> inputs;  // static buffers the graph reads
+  at::Tensor output;               // static buffer the graph writes
+  std::unique_ptr<at::cuda::CUDAGraph> graph;  // null: capture failed, run eagerly
+};
+
+struct GraphCache::Impl {
+  std::mutex mutex;
+  std::map<std::string, Graph> graphs;
+  std::optional<decltype(at::cuda::graph_pool_handle())> pool;  // shared by every graph (see the header)
+  at::cuda::CUDAEvent last_copy;  // after the last replay's output copy; the next replay waits for it
+  bool warned = false;
+
+  // Warm-up runs on a side stream (cuBLAS workspaces and lazy initialisation happen outside the capture), then
+  // the capture there; the caller's stream waits for all of it.
+  void capture(const std::string& key, Graph& g, const std::vector<at::Tensor>& inputs, const Body& body) {
+    for (const auto& x : inputs) g.inputs.push_back(x.clone());
+    auto caller = c10::cuda::getCurrentCUDAStream();
+    auto side = c10::cuda::getStreamFromPool();
+    at::cuda::CUDAEvent ready;
+    ready.record(caller);
+    ready.block(side);
+    try {
+      c10::cuda::CUDAStreamGuard on_side(side);
+      for (int i = 0; i < 2; ++i) body(g.inputs);
+      if (!pool) pool = at::cuda::graph_pool_handle();
+      auto graph = std::make_unique<at::cuda::CUDAGraph>();
+      // Thread-local mode: other threads' CUDA calls (allocations) during the capture are not errors.
+      graph->capture_begin(*pool, cudaStreamCaptureModeThreadLocal);
+      try {
+        g.output = body(g.inputs);
+      } catch (...) {
+        try {
+          graph->capture_end();
+        } catch (...) {
+        }
+        throw;
+      }
+      graph->capture_end();
+      g.graph = std::move(graph);
+    } catch (const std::exception& e) {
+      g.graph.reset();
+      g.output = at::Tensor();
+      if (!warned)
+        std::cerr << "deformer: warning: CUDA graph capture of '" << key << "' failed, running it eagerly: "
+                  << std::string(e.what()).substr(0, 300) << std::endl;
+      warned = true;
+    }
+    at::cuda::CUDAEvent done;
+    done.record(side);
+    done.block(caller);
+  }
+};
+
+GraphCache::GraphCache() : impl_(std::make_unique<Impl>()) {}
+GraphCache::~GraphCache() = default;
+
+bool GraphCache::available() { return true; }
+
+size_t GraphCache::size() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  size_t n = 0;
+  for (const auto& [key, g] : impl_->graphs) n += g.graph != nullptr;
+  return n;
+}
+
+at::Tensor GraphCache::run(const std::string& key, const std::vector<at::Tensor>& inputs, const Body& body) {
+  if (inputs.empty() || !inputs.front().is_cuda()) return body(inputs);
+  c10::cuda::CUDAGuard device(inputs.front().device());
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  auto [it, fresh] = impl_->graphs.try_emplace(key);
+  Graph& g = it->second;
+  if (fresh) impl_->capture(key, g, inputs, body);
+  if (!g.graph) return body(inputs);
+  if (inputs.size() != g.inputs.size()) throw std::logic_error("CUDA graph '" + key + "' called with another input count");
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (!inputs[i].sizes().equals(g.inputs[i].sizes()) || inputs[i].scalar_type() != g.inputs[i].scalar_type())
+      throw std::logic_error("CUDA graph '" + key + "' called with inputs of another shape or dtype");
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  impl_->last_copy.block(stream);
+  for (size_t i = 0; i < inputs.size(); ++i) g.inputs[i].copy_(inputs[i], /*non_blocking=*/true);
+  g.graph->replay();
+  auto out = g.output.clone();
+  impl_->last_copy.record(stream);
+  return out;
+}
+
+#else  // no CUDA graphs in this build
+
+struct GraphCache::Impl {};
+GraphCache::GraphCache() : impl_(std::make_unique<Impl>()) {}
+GraphCache::~GraphCache() = default;
+bool GraphCache::available() { return false; }
+size_t GraphCache::size() const { return 0; }
+at::Tensor GraphCache::run(const std::string&, const std::vector<at::Tensor>& inputs, const Body& body) { return body(inputs); }
+
+#endif
+
+}  // namespace cuda_graphs
+}  // namespace deformer
