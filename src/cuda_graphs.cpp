@@ -73,7 +73,17 @@ struct GraphCache::Impl {
 };
 
 GraphCache::GraphCache() : impl_(std::make_unique<Impl>()) {}
-GraphCache::~GraphCache() = default;
+
+// A model held in a static variable is destroyed after the CUDA runtime has begun shutting down, and releasing a
+// graph's memory pool then throws from a destructor (std::terminate). At that point the process is exiting: the
+// graphs are left to the driver.
+GraphCache::~GraphCache() {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    for (auto& [key, g] : impl_->graphs) (void)g.graph.release();
+  }
+}
 
 bool GraphCache::available() { return true; }
 
