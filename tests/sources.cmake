@@ -39,7 +39,7 @@ if(DEFORMER_PYTHON AND TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/d
   set_tests_properties(eager_reference PROPERTIES FIXTURES_SETUP eager_parity)
   add_test(NAME parity_eager COMMAND parity_test)
   set_tests_properties(parity_eager PROPERTIES FIXTURES_REQUIRED eager_parity)
-  if(TARGET deformer_spm AND DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
+  if(DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
     set(XLNET_MODEL ${FIXTURES}/tiny-xlnet.pt)
     add_test(NAME xlnet_eager_reference COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/xlnet_eager_reference.py
              --model ${XLNET_MODEL} --squad ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json
@@ -53,9 +53,6 @@ if(DEFORMER_PYTHON AND TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/d
 endif()
 deformer_add_test(xlnet_test xlnet_test.cpp LIBS HDF5::HDF5)
 add_dependencies(xlnet_test fixtures)
-if(TARGET deformer_spm)
-  add_dependencies(xlnet_test deformer_spm)
-endif()
 deformer_add_test(decode_test decode_test.cpp)
 deformer_add_test(reader_test reader_test.cpp)
 add_dependencies(reader_test fixtures)
@@ -145,7 +142,7 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
 endif()
 
 # XLNet models through the same CLIs: answers in both modes, and a cache built and read back.
-if(TARGET deformer-qa AND TARGET deformer-cache AND TARGET deformer_spm AND DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
+if(TARGET deformer-qa AND TARGET deformer-cache AND DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
   set(XLNET_MODEL ${FIXTURES}/tiny-xlnet.pt)
   cli_test(xlnet_ask_deformer 0 "\"doc\":\"river.txt\"" ${QA} ask --model ${XLNET_MODEL} --question "Where does the Vell rise?"
            --context-file ${PROJECT_SOURCE_DIR}/samples/documents/river.txt --top-k 2)

@@ -64,18 +64,19 @@ class Tokenizer {
 // Throws std::invalid_argument when the vocabulary is empty or lacks [UNK], [CLS], [SEP] or [PAD].
 std::unique_ptr<Tokenizer> make_wordpiece(std::string vocab_text, bool do_lower_case);
 
-// SentencePiece from a serialized model (spiece.model contents), e.g. XLNet's. Plain SentencePiece
-// encoding with the model's own normalizer; offsets map through it into the original text. Special-token ids
-// follow XLNet's names (<pad>, <unk>, <cls>, <sep>, <mask>; -1 when absent). Hugging Face's XLNet text
-// preprocessing is not applied (make_xlnet_tokenizer applies it). Needs libdeformer_spm.so at run time (std::runtime_error when it
-// cannot be loaded); std::invalid_argument for a model SentencePiece rejects.
+// SentencePiece from a serialized model (spiece.model contents). Plain SentencePiece encoding with the model's own
+// normalizer; offsets map through it into the original text. Special-token ids follow XLNet's names (<pad>, <unk>,
+// <cls>, <sep>, <mask>; -1 when absent). Hugging Face's XLNet tokenizer is make_xlnet_tokenizer, not this. Needs
+// libdeformer_spm.so at run time (std::runtime_error when it cannot be loaded); std::invalid_argument for a model
+// SentencePiece rejects.
 std::unique_ptr<Tokenizer> make_sentencepiece(std::string model_proto);
 
-// XLNet's tokenizer as Hugging Face XLNetTokenizer (transformers 5, the `tokenizers` backend; keep_accents false,
-// no lower-casing) writes it: its special tokens (<sep>, <cls>, ...) matched literally in the text; `` and '' to ";
-// NFKD; nonspacing marks dropped; then SentencePiece with the model's own normalizer and whitespace handling.
-// Offsets are code points of the original text (a piece's word-start marker is aligned with the word's first
-// character). Needs libdeformer_spm.so, like make_sentencepiece.
+// XLNet's tokenizer as transformers 5 gives it (the fast XLNetTokenizer on the `tokenizers` backend, built from
+// spiece.model; keep_accents false, no lower-casing), ids and offsets alike: the unknown, control and user-defined
+// pieces (<sep>, <cls>, ..., and in xlnet-base-cased . ( ) " - and a few more) cut out of the raw text as added
+// tokens; `` and '' to "; NFKD; marks dropped; the model's precompiled charsmap; "\u2581" before every word; the
+// Unigram model's best segmentation. docs/xlnet.md has the details. Reads the model itself (no libdeformer_spm.so);
+// std::invalid_argument for bytes that are not a SentencePiece model.
 std::unique_ptr<Tokenizer> make_xlnet_tokenizer(std::string model_proto);
 
 // The tokenizer a model file declares, built from the vocabulary embedded in it (XLNet models: make_xlnet_tokenizer).

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace deformer::unicode {
 
@@ -38,5 +39,20 @@ int decompose_compatibility(char32_t cp, char32_t* out);
 constexpr char32_t kHangulFirst = 0xAC00, kHangulLast = 0xD7A3;
 // Hangul syllable to its 2 or 3 jamo (Unicode 3.12).
 int decompose_hangul(char32_t cp, char32_t* out);
+
+// General_Category M (Mn, Mc, Me) among characters present in Unicode 9.0: what tokenizers' StripAccents drops
+// (its is_combining_mark), where BERT's accent stripping drops only kMn.
+bool is_mark(char32_t cp);
+
+// Grapheme_Cluster_Break (UAX #29, Unicode 14.0.0), with Extended_Pictographic characters (otherwise Other) as
+// kExtPict; gen_grapheme_table.py's CLASSES lists them in this order.
+enum class GraphemeBreak : uint8_t {
+  kOther, kCR, kLF, kControl, kExtend, kZWJ, kRegionalIndicator, kPrepend, kSpacingMark, kL, kV, kT, kLV, kLVT,
+  kExtPict,
+};
+GraphemeBreak grapheme_break(char32_t cp);
+
+// End of the extended grapheme cluster (UAX #29 rules GB3-GB13) that starts at text[begin], begin < text.size().
+size_t grapheme_cluster_end(std::u32string_view text, size_t begin);
 
 }  // namespace deformer::unicode
