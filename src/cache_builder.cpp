@@ -21,7 +21,11 @@ int default_split(const Model& model, int k) { return k < 0 ? model.config().num
 
 std::string tokenizer_hash(const Model& model) {
   const auto& c = model.config();
-  const uint64_t h = cache::fnv1a64(c.tokenizer_type + (c.do_lower_case ? "\nlower\n" : "\ncased\n") + model.vocabulary());
+  // SentencePiece revision 2 is transformers 5's pipeline (src/tokenizer/xlnet.cpp) in place of libsentencepiece's
+  // encoder: the same vocabulary tokenizes differently, so caches made before it are refused.
+  const std::string revision = c.tokenizer_type == "sentencepiece" ? "revision 2\n" : "";
+  const uint64_t h =
+      cache::fnv1a64(c.tokenizer_type + (c.do_lower_case ? "\nlower\n" : "\ncased\n") + revision + model.vocabulary());
   char hex[32];
   std::snprintf(hex, sizeof hex, "fnv1a64:%016" PRIx64, h);
   return hex;
