@@ -129,12 +129,17 @@ std::string question_file(StateDType dtype) {
   return path;
 }
 
-// Arguments: dtype (0 fp32, 1 fp16), as stored (16-bit out), windows per call.
+// Arguments: dtype (0 fp32, 1 fp16), as stored (16-bit out), windows per call, ReaderOptions::read_threads,
+// ReaderOptions::direct_reads (0: every read through H5Dread, as before direct reads existed).
 void BM_QuestionRead(benchmark::State& state) {
   const auto dtype = static_cast<StateDType>(state.range(0));
   const bool as_stored = state.range(1) != 0;
   const int batch = static_cast<int>(state.range(2));
-  auto reader = CacheReader::open(question_file(dtype));
+  ReaderOptions options;
+  options.read_threads = static_cast<int>(state.range(3));
+  options.direct_reads = state.range(4) != 0;
+  auto reader = CacheReader::open(question_file(dtype), options);
+  if (reader->direct_reads() != options.direct_reads) state.SkipWithError("direct reads unavailable");
   const size_t values = static_cast<size_t>(batch) * kQuestionRows * kHidden;
   std::vector<float> floats(as_stored ? 0 : values);
   std::vector<uint16_t> halves(as_stored ? values : 0);
@@ -153,12 +158,16 @@ void BM_QuestionRead(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * batch * bytes_per_window));
   state.counters["us/window"] = benchmark::Counter(static_cast<double>(state.iterations()) * batch,
                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
-  state.SetLabel(std::string(to_string(dtype)) + (as_stored ? " as stored" : " to float"));
+  state.SetLabel(std::string(to_string(dtype)) + (as_stored ? " as stored" : " to float") +
+                 (options.direct_reads ? " pread" : " H5Dread"));
 }
 
 // The question path's per-document lookups: document(find(id)), token_offsets and document_text.
+// Argument: ReaderOptions::direct_reads.
 void BM_DocumentLookup(benchmark::State& state) {
-  auto reader = CacheReader::open(question_file(StateDType::kFloat16));
+  ReaderOptions options;
+  options.direct_reads = state.range(0) != 0;
+  auto reader = CacheReader::open(question_file(StateDType::kFloat16), options);
   std::mt19937 rng(4);
   for (auto _ : state) {
     const std::string id = "d" + std::to_string(rng() % kQuestionWindows);
@@ -193,13 +202,16 @@ void write_arguments(benchmark::internal::Benchmark* b) {
 }
 
 void question_arguments(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"dtype", "stored", "batch"});
+  b->ArgNames({"dtype", "stored", "batch", "threads", "direct"});
   for (auto [dtype, as_stored] : std::vector<std::pair<int, int>>{{0, 0}, {1, 1}, {1, 0}})
-    for (int batch : {1, 8, 256}) b->Args({dtype, as_stored, batch});
+    for (int batch : {1, 8, 256}) {
+      b->Args({dtype, as_stored, batch, 1, 0});
+      for (int threads : {1, 2, 4}) b->Args({dtype, as_stored, batch, threads, 1});
+    }
 }
 
 BENCHMARK(BM_QuestionRead)->Apply(question_arguments)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_DocumentLookup)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DocumentLookup)->ArgName("direct")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReadWindows)->Apply(read_arguments)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_WriteWindows)->Apply(write_arguments)->Unit(benchmark::kMillisecond);
 
