@@ -7,22 +7,28 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 namespace fs = std::filesystem;
 
@@ -800,13 +806,6 @@ const std::string& CacheWriter::temporary_path() const { return impl_->temporary
 
 namespace {
 
-struct Shard {
-  std::string path;
-  CacheMetadata metadata;
-  Hid file, values, scales, text_bytes, char_offsets, value_type;
-  int64_t num_rows = 0;
-};
-
 std::vector<int64_t> read_table(hid_t file, const char* name, hsize_t cols, const std::string& path) {
   if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
     throw std::runtime_error("'" + path + "' lacks the dataset '" + std::string(name) + "'");
@@ -851,6 +850,352 @@ Hid open_dataset(hid_t file, const char* name, const std::string& path, size_t c
   return Hid(check_id(H5Dopen2(file, name, dapl.get()), "'" + path + "': cannot open " + name), H5Dclose);
 }
 
+Hid copy_type(hid_t type) { return Hid(check_id(H5Tcopy(type), "H5Tcopy"), H5Tclose); }
+
+// A read-only file descriptor, closed with its owner.
+class FileDescriptor {
+ public:
+  FileDescriptor() = default;
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileDescriptor& operator=(FileDescriptor&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~FileDescriptor() { reset(); }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+// A descriptor of the very file HDF5 opened (not of whatever the path names a moment later), or none where
+// HDF5 does not do POSIX I/O on it. Called under the lock.
+FileDescriptor duplicate_descriptor(hid_t file) {
+  Hid fapl(H5Fget_access_plist(file), H5Pclose);
+  void* handle = nullptr;
+  if (!fapl.valid() || H5Pget_driver(fapl.get()) != H5FD_SEC2 || H5Fget_vfd_handle(file, fapl.get(), &handle) < 0 ||
+      !handle) {
+    H5Eclear2(H5E_DEFAULT);
+    return {};
+  }
+  return FileDescriptor(::fcntl(*static_cast<int*>(handle), F_DUPFD_CLOEXEC, 0));
+}
+
+// Addresses of 8 bytes, counted from the file's first byte (no user block), as this library's writer makes them
+// and the chunk index reader below expects. Under the lock.
+bool plain_addresses(hid_t file) {
+  Hid fcpl(H5Fget_create_plist(file), H5Pclose);
+  size_t address = 0, length = 0;
+  hsize_t user_block = 1;
+  const bool plain = fcpl.valid() && H5Pget_sizes(fcpl.get(), &address, &length) >= 0 && address == 8 &&
+                     length == 8 && H5Pget_userblock(fcpl.get(), &user_block) >= 0 && user_block == 0;
+  H5Eclear2(H5E_DEFAULT);
+  return plain;
+}
+
+// pread() of exactly `bytes`, across short reads and signals; false at the end of the file or on an error
+// (errno then says which).
+bool pread_all(int fd, void* out, size_t bytes, uint64_t offset) {
+  auto* p = static_cast<uint8_t*>(out);
+  while (bytes > 0) {
+    const ssize_t n = ::pread(fd, p, bytes, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = 0;
+      return false;
+    }
+    p += n;
+    bytes -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+// The same for rows: a file that ends early was truncated after its chunk addresses were checked at open.
+void read_fully(int fd, void* out, size_t bytes, uint64_t offset, const std::string& what) {
+  if (pread_all(fd, out, bytes, offset)) return;
+  const int error = errno;
+  if (error) throw std::runtime_error(what + ": read failed: " + std::system_category().message(error));
+  throw std::runtime_error(what + " ends early: the file was truncated after it was opened");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Chunk addresses. HDF5 1.10 has no call that lists them: H5Dget_chunk_info and H5Dget_chunk_info_by_coord
+// each iterate over the chunk index from its start (an open of 240,000 chunks had not finished after 8 minutes;
+// a million-window cache would take hours), and H5Dchunk_iter arrived in 1.14. So the index is read here, where
+// it has the layout this library's writer produces (libver bounds earliest..v18): a version-1 object header
+// whose version-3 data layout message names a version-1 B-tree (HDF5 File Format Specification: "Version 1
+// B-trees", "Version 1 Data Object Header Prefix", "Data Layout Message", "Object Header Continuation
+// Message"). Anything else is "not found", and reads go through H5Dread.
+
+uint64_t little_endian(const uint8_t* p, int bytes) {
+  uint64_t value = 0;
+  for (int i = bytes - 1; i >= 0; --i) value = (value << 8) | p[i];
+  return value;
+}
+
+// Bytes [offset, offset + bytes) of a file of `file_size` bytes; false past its end.
+bool read_at(int fd, int64_t file_size, uint64_t offset, uint64_t bytes, std::vector<uint8_t>& out) {
+  const auto size = static_cast<uint64_t>(file_size);
+  if (offset > size || bytes > size - offset) return false;
+  out.resize(bytes);
+  return pread_all(fd, out.data(), bytes, offset);
+}
+
+// The B-tree root and dimensionality (rank + 1) of the chunked dataset whose object header is at `header`.
+bool find_chunk_btree(int fd, int64_t file_size, uint64_t header, uint64_t& root, int& dimensionality) {
+  std::vector<uint8_t> block;
+  // Prefix: version 1, reserved, message count (2), reference count (4), size of the first block (4), padding to 16.
+  if (!read_at(fd, file_size, header, 16, block) || block[0] != 1) return false;
+  const uint64_t messages = little_endian(&block[2], 2);
+  std::vector<std::pair<uint64_t, uint64_t>> blocks{{header + 16, little_endian(&block[8], 4)}};
+  uint64_t seen = 0;
+  // A handful of continuation blocks at most in a real header; the bound also ends a cycle of them.
+  for (size_t b = 0; b < blocks.size() && b < 64; ++b) {
+    if (blocks[b].second > (1u << 20) || !read_at(fd, file_size, blocks[b].first, blocks[b].second, block))
+      return false;
+    // Messages: type (2), data size (2), flags (1), reserved (3), data.
+    for (size_t p = 0; p + 8 <= block.size() && seen < messages; ++seen) {
+      const uint64_t type = little_endian(&block[p], 2), size = little_endian(&block[p + 2], 2);
+      if (size > block.size() - p - 8) return false;
+      const uint8_t* data = &block[p + 8];
+      if (type == 0x10 && size >= 16) blocks.emplace_back(little_endian(data, 8), little_endian(data + 8, 8));
+      if (type == 0x08) {  // layout: version, class (2: chunked), dimensionality, B-tree address, chunk sizes
+        const bool shared = block[p + 4] & 0x02;  // then the data is a reference to the message, not the message
+        if (shared || size < 11 || data[0] != 3 || data[1] != 2) return false;
+        dimensionality = data[2];
+        root = little_endian(data + 3, 8);
+        return true;
+      }
+      p += 8 + size;
+    }
+  }
+  return false;
+}
+
+// Fills address[c] for every chunk c of `chunk_rows` rows and `chunk_bytes` bytes from the leaves of the B-tree:
+// false unless every chunk is there exactly once, unfiltered and of its full size, and the tree is well formed.
+bool walk_chunk_btree(int fd, int64_t file_size, uint64_t root, int dimensionality, uint64_t chunk_rows,
+                      uint64_t chunk_bytes, std::vector<uint64_t>& address) {
+  constexpr uint64_t kMissing = ~uint64_t(0);
+  std::fill(address.begin(), address.end(), kMissing);
+  // Key: chunk bytes (4), filter mask (4), offset of the chunk in each dimension (8 each, the last always 0).
+  const uint64_t key = 8 + 8 * static_cast<uint64_t>(dimensionality);
+  std::vector<std::pair<uint64_t, int>> pending{{root, -1}};  // node, its level (-1: the root's, unknown)
+  std::vector<uint8_t> node;
+  size_t found = 0, visited = 0;
+  while (!pending.empty()) {
+    const auto [at, expected_level] = pending.back();
+    pending.pop_back();
+    if (++visited > 2 * address.size() + 64) return false;  // more nodes than chunks: not a tree
+    // Node: "TREE", type (1: raw data chunks), level, entries (2), left and right siblings, then keys and children.
+    if (!read_at(fd, file_size, at, 24, node) || std::memcmp(node.data(), "TREE", 4) != 0 || node[4] != 1) return false;
+    const int level = node[5];
+    const uint64_t entries = little_endian(&node[6], 2);
+    if ((expected_level >= 0 && level != expected_level) || entries == 0) return false;
+    if (!read_at(fd, file_size, at + 24, entries * (key + 8) + key, node)) return false;
+    for (uint64_t e = 0; e < entries; ++e) {
+      const uint8_t* entry = &node[e * (key + 8)];
+      const uint64_t child = little_endian(entry + key, 8);
+      if (level > 0) {
+        pending.emplace_back(child, level - 1);
+        continue;
+      }
+      const uint64_t first_row = little_endian(entry + 8, 8);
+      for (int d = 1; d < dimensionality; ++d)
+        if (little_endian(entry + 8 + 8 * d, 8) != 0) return false;  // rows are whole within chunks
+      const uint64_t c = first_row / chunk_rows;
+      if (little_endian(entry, 4) != chunk_bytes || little_endian(entry + 4, 4) != 0 || first_row % chunk_rows ||
+          c >= address.size() || address[c] != kMissing)
+        return false;
+      address[c] = child;
+      ++found;
+    }
+  }
+  return found == address.size();
+}
+
+// Whole rows of a rank-1 or rank-2 dataset, as `memory_type`. Where HDF5 would only copy bytes (chunked, no
+// filters, rows whole within chunks, every chunk allocated, stored bit for bit as `memory_type`), rows come
+// from pread() on the shard's descriptor at chunk addresses located once at open: no HDF5 call and no lock,
+// so threads read in parallel, straight into the caller's buffer. Anything else (gzip, a layout, type or byte
+// order this library's writer does not produce) goes through H5Dread under the lock.
+class RowReader {
+ public:
+  RowReader() = default;
+  // `stored_type` is the type this library's writer stores; `fd` < 0 disables direct reads. Under the lock.
+  RowReader(Hid dataset, Hid memory_type, hid_t stored_type, int fd, int64_t file_size, std::string what)
+      : dataset_(std::move(dataset)), memory_type_(std::move(memory_type)), fd_(fd), what_(std::move(what)) {
+    Hid space(check_id(H5Dget_space(dataset_.get()), what_), H5Sclose);
+    rank_ = H5Sget_simple_extent_ndims(space.get());
+    if (rank_ != 1 && rank_ != 2)
+      throw std::runtime_error(what_ + " has rank " + std::to_string(rank_) + ", not 1 or 2");
+    hsize_t dims[2] = {0, 1};
+    H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+    rows_ = static_cast<int64_t>(dims[0]);
+    cols_ = dims[1];
+    row_bytes_ = H5Tget_size(memory_type_.get()) * cols_;
+    Hid file_type(check_id(H5Dget_type(dataset_.get()), what_), H5Tclose);
+    direct_ = fd_ >= 0 && H5Tequal(file_type.get(), stored_type) > 0 &&
+              H5Tequal(memory_type_.get(), stored_type) > 0 && locate_chunks(file_size);
+  }
+
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return static_cast<int64_t>(cols_); }
+  bool direct() const { return direct_; }
+
+  void read(int64_t first, int64_t count, void* out) const {
+    if (count <= 0) return;
+    if (first < 0 || count > rows_ - first)  // the tables were checked at open: a bug, not a bad file
+      throw std::logic_error(what_ + ": rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                             ") are outside its " + std::to_string(rows_) + " rows");
+    if (direct_) {
+      // A range straddling chunks is one pread per chunk; chunks of one dataset need not be adjacent in the file.
+      auto* p = static_cast<uint8_t*>(out);
+      while (count > 0) {
+        const int64_t chunk = first / chunk_rows_, row = first % chunk_rows_;
+        const int64_t n = std::min(count, chunk_rows_ - row);
+        read_fully(fd_, p, n * row_bytes_, chunk_address_[chunk] + row * row_bytes_, what_);
+        p += n * row_bytes_;
+        first += n;
+        count -= n;
+      }
+      return;
+    }
+    Lock lock(h5_mutex());
+    Hid space(check_id(H5Dget_space(dataset_.get()), what_), H5Sclose);
+    hsize_t start[2] = {static_cast<hsize_t>(first), 0}, size[2] = {static_cast<hsize_t>(count), cols_};
+    check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, size, nullptr), "select");
+    Hid memory(check_id(H5Screate_simple(rank_, size, nullptr), "H5Screate_simple"), H5Sclose);
+    check(H5Dread(dataset_.get(), memory_type_.get(), memory.get(), space.get(), H5P_DEFAULT, out),
+          what_ + ": cannot read rows [" + std::to_string(first) + ", " + std::to_string(first + count) + ")");
+  }
+
+ private:
+  // The file address of every chunk, or false where a chunk is not a plain copy of its rows or the chunk index is
+  // not one read above. A chunk past the end of the file is refused: the file was cut short. Under the lock.
+  bool locate_chunks(int64_t file_size) {
+    Hid dcpl(check_id(H5Dget_create_plist(dataset_.get()), what_), H5Pclose);
+    hsize_t chunk[2] = {0, 0};
+    if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED || H5Pget_nfilters(dcpl.get()) != 0 ||
+        H5Pget_chunk(dcpl.get(), 2, chunk) != rank_ || chunk[0] == 0 || (rank_ == 2 && chunk[1] != cols_))
+      return false;
+    const uint64_t chunk_bytes = chunk[0] * row_bytes_;
+    std::vector<uint64_t> address((rows_ + chunk[0] - 1) / chunk[0]);
+    if (!address.empty()) {
+#if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10  // from 1.12 on, objects have tokens, not addresses
+      H5O_info_t info{};
+      uint64_t root = 0;
+      int dimensionality = 0;
+      if (H5Oget_info2(dataset_.get(), &info, H5O_INFO_BASIC) < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return false;
+      }
+      if (!find_chunk_btree(fd_, file_size, info.addr, root, dimensionality) || dimensionality != rank_ + 1 ||
+          !walk_chunk_btree(fd_, file_size, root, dimensionality, chunk[0], chunk_bytes, address))
+        return false;
+#else
+      return false;
+#endif
+      // HDF5's own answer for the first, middle and last chunk: a tree misread here shows as a mismatch.
+      for (size_t c : {size_t(0), address.size() / 2, address.size() - 1}) {
+        const hsize_t offset[2] = {c * chunk[0], 0};
+        unsigned filter_mask = 0;
+        haddr_t where = HADDR_UNDEF;
+        hsize_t bytes = 0;
+        if (H5Dget_chunk_info_by_coord(dataset_.get(), offset, &filter_mask, &where, &bytes) < 0) {
+          H5Eclear2(H5E_DEFAULT);
+          return false;
+        }
+        if (where != address[c] || bytes != chunk_bytes || filter_mask != 0) return false;
+      }
+    }
+    const auto size = static_cast<uint64_t>(file_size);
+    for (size_t c = 0; c < address.size(); ++c)
+      if (address[c] > size || chunk_bytes > size - address[c])
+        throw std::runtime_error(what_ + ": chunk " + std::to_string(c) + " lies at bytes [" +
+                                 std::to_string(address[c]) + ", " + std::to_string(address[c] + chunk_bytes) +
+                                 "), past the end of the file (" + std::to_string(file_size) +
+                                 " bytes): the file is truncated or damaged");
+    chunk_rows_ = static_cast<int64_t>(chunk[0]);
+    chunk_address_ = std::move(address);
+    return true;
+  }
+
+  Hid dataset_, memory_type_;
+  int rank_ = 1;
+  hsize_t cols_ = 1;
+  int64_t rows_ = 0;
+  int64_t row_bytes_ = 0;
+  int64_t chunk_rows_ = 0;
+  std::vector<uint64_t> chunk_address_;
+  int fd_ = -1;
+  bool direct_ = false;
+  std::string what_;  // "'<path>' <dataset>", for messages
+};
+
+struct Shard {
+  std::string path;
+  CacheMetadata metadata;
+  Hid file;
+  FileDescriptor fd;  // HDF5's own descriptor of the file, duplicated; none where HDF5 does no POSIX I/O
+  int64_t size = 0;   // with the modification time, as at open: a file edited in place is refused
+  timespec modified{};
+  RowReader values, scales, text_bytes, char_offsets;
+  int64_t num_rows = 0;
+
+  // Before every read: chunk addresses and tables were read at open, and bytes of an edited file would be
+  // garbage, or missing past a new end. A file renamed over this one is another inode and does not matter.
+  void check_unchanged() const {
+    if (fd.get() < 0) return;
+    struct stat now {};
+    if (::fstat(fd.get(), &now) != 0) {
+      const int error = errno;
+      throw std::runtime_error("cannot stat cache '" + path + "': " + std::system_category().message(error));
+    }
+    if (now.st_size != size)
+      throw std::runtime_error("cache '" + path + "' changed on disk after it was opened (" + std::to_string(size) +
+                               " bytes then, " + std::to_string(now.st_size) + " now); open it again");
+    if (now.st_mtim.tv_sec != modified.tv_sec || now.st_mtim.tv_nsec != modified.tv_nsec)
+      throw std::runtime_error("cache '" + path +
+                               "' changed on disk after it was opened (modified since); open it again");
+  }
+};
+
+// Runs body(begin, end) over [0, n) cut into `parts` contiguous ranges, the calling thread taking the first,
+// and rethrows the first exception of any range once all have finished.
+void run_in_parts(int64_t n, int parts, const std::function<void(int64_t, int64_t)>& body) {
+  if (parts <= 1) return body(0, n);
+  std::vector<std::exception_ptr> errors(parts);
+  auto part = [&](int p) {
+    try {
+      body(n * p / parts, n * (p + 1) / parts);
+    } catch (...) {
+      errors[p] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int p = 1; p < parts; ++p) {
+    try {
+      threads.emplace_back(part, p);
+    } catch (const std::system_error&) {  // no thread to be had: the caller reads that part too
+      part(p);
+    }
+  }
+  part(0);
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 }  // namespace
 
 struct CacheReader::Impl {
@@ -863,9 +1208,15 @@ struct CacheReader::Impl {
   std::vector<std::array<int64_t, 4>> document_spans;
   std::vector<int64_t> window_first_row;  // within the window's shard
   std::unordered_map<std::string, int64_t> by_id;
+  ReaderOptions options;
+  int read_threads = 1;
 
   // Opens one cache file and appends its tables to the global ones.
   void add_shard(const std::string& path);
+  // Window w into `target` ([block, hidden] of the output dtype): its stored rows, converted unless 16-bit
+  // rows are wanted as stored, then zeros. `staging` and `scales` are the calling thread's buffers.
+  void read_window(int64_t w, int64_t block, bool as_stored, uint8_t* target, std::vector<uint8_t>& staging,
+                   std::vector<float>& scales) const;
 };
 
 void CacheReader::Impl::add_shard(const std::string& path) {
@@ -882,6 +1233,16 @@ void CacheReader::Impl::add_shard(const std::string& path) {
   if (file < 0)
     throw std::runtime_error("cannot open cache '" + path + "' (truncated or damaged HDF5 file?): " + h5_error_text());
   shard.file = Hid(file, H5Fclose);
+  shard.fd = duplicate_descriptor(file);
+  if (shard.fd.get() >= 0) {
+    struct stat status {};
+    if (::fstat(shard.fd.get(), &status) != 0) {
+      const int error = errno;
+      throw std::runtime_error("cannot stat cache '" + path + "': " + std::system_category().message(error));
+    }
+    shard.size = status.st_size;
+    shard.modified = status.st_mtim;
+  }
   shard.metadata = read_metadata(file, path);
   if (!has_attribute(file, "complete") || read_int_attribute(file, "complete", path) != 1)
     throw std::runtime_error("cache '" + path + "' is incomplete: its build did not finish");
@@ -890,13 +1251,18 @@ void CacheReader::Impl::add_shard(const std::string& path) {
     throw std::runtime_error("'" + path + "' declares hidden size " + std::to_string(m.hidden_size) +
                              " and document block " + std::to_string(m.document_block));
 
+  const int fd = options.direct_reads && plain_addresses(file) ? shard.fd.get() : -1;
+  auto rows_of = [&](Hid dataset, Hid memory_type, hid_t stored_type, const char* name) {
+    return RowReader(std::move(dataset), std::move(memory_type), stored_type, fd, shard.size,
+                     "'" + path + "' " + name);
+  };
   const size_t row_bytes = m.hidden_size * element_size(m.state_dtype);
-  shard.values = open_dataset(file, "/states/values", path, 4 * m.document_block * row_bytes);
-  shard.value_type = Hid(H5Dget_type(shard.values.get()), H5Tclose);
-  if (H5Tget_size(shard.value_type.get()) != element_size(m.state_dtype))
+  Hid values = open_dataset(file, "/states/values", path, 4 * m.document_block * row_bytes);
+  Hid value_type(check_id(H5Dget_type(values.get()), "'" + path + "': states"), H5Tclose);
+  if (H5Tget_size(value_type.get()) != element_size(m.state_dtype))
     throw std::runtime_error("'" + path + "': states are not stored as " + to_string(m.state_dtype));
   {
-    Hid space(H5Dget_space(shard.values.get()), H5Sclose);
+    Hid space(H5Dget_space(values.get()), H5Sclose);
     hsize_t dims[2] = {0, 0};
     if (H5Sget_simple_extent_ndims(space.get()) != 2) throw std::runtime_error("'" + path + "': states are not 2-d");
     H5Sget_simple_extent_dims(space.get(), dims, nullptr);
@@ -905,15 +1271,26 @@ void CacheReader::Impl::add_shard(const std::string& path) {
                                std::to_string(m.hidden_size));
     shard.num_rows = static_cast<int64_t>(dims[0]);
   }
+  // fp32 and int8 arrive as native values, whatever the file declares; 16-bit states as stored.
+  Hid memory_type = m.state_dtype == StateDType::kFloat32 ? copy_type(H5T_NATIVE_FLOAT)
+                    : m.state_dtype == StateDType::kInt8  ? copy_type(H5T_NATIVE_INT8)
+                                                          : std::move(value_type);
+  shard.values = rows_of(std::move(values), std::move(memory_type), state_type(m.state_dtype).get(), "/states/values");
   if (m.state_dtype == StateDType::kInt8) {
-    shard.scales = open_dataset(file, "/states/scale", path, 4 * m.document_block * 4);
-    if (static_cast<int64_t>(dataset_rows(shard.scales.get())) != shard.num_rows)
+    shard.scales = rows_of(open_dataset(file, "/states/scale", path, 4 * m.document_block * 4),
+                           copy_type(H5T_NATIVE_FLOAT), H5T_IEEE_F32LE, "/states/scale");
+    if (shard.scales.rows() != shard.num_rows)
       throw std::runtime_error("'" + path + "': int8 scales do not match the state rows");
   }
-  shard.text_bytes = open_dataset(file, "/documents/text_bytes", path);
-  shard.char_offsets = open_dataset(file, "/tokens/char_offsets", path);
-  const int64_t text_size = dataset_rows(shard.text_bytes.get());
-  const int64_t num_tokens = dataset_rows(shard.char_offsets.get());
+  shard.text_bytes = rows_of(open_dataset(file, "/documents/text_bytes", path), copy_type(H5T_NATIVE_UINT8),
+                             H5T_STD_U8LE, "/documents/text_bytes");
+  shard.char_offsets = rows_of(open_dataset(file, "/tokens/char_offsets", path), copy_type(H5T_NATIVE_INT32),
+                               H5T_STD_I32LE, "/tokens/char_offsets");
+  if (shard.text_bytes.cols() != 1 || shard.char_offsets.cols() != 2 || shard.scales.cols() != 1)
+    throw std::runtime_error("cache '" + path +
+                             "' is inconsistent: text, token offsets or scales have an unexpected shape");
+  const int64_t text_size = shard.text_bytes.rows();
+  const int64_t num_tokens = shard.char_offsets.rows();
 
   auto id_bytes_set = open_dataset(file, "/documents/id_bytes", path);
   std::string id_bytes(dataset_rows(id_bytes_set.get()), '\0');
@@ -1019,9 +1396,23 @@ std::vector<std::string> read_index(const std::string& path) {
 }
 }  // namespace
 
-std::unique_ptr<CacheReader> CacheReader::open(const std::string& path) {
+std::unique_ptr<CacheReader> CacheReader::open(const std::string& path) { return open(path, ReaderOptions()); }
+
+std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const CacheMetadata& expected) {
+  return open(path, expected, ReaderOptions());
+}
+
+std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const ReaderOptions& options) {
+  if (options.read_threads < 0)
+    throw std::invalid_argument("ReaderOptions::read_threads must not be negative, got " +
+                                std::to_string(options.read_threads));
   if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
   auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  // Past ~8 threads, copies out of the page cache are bound by memory bandwidth, and the caller's other
+  // threads (tokenising, the model) need cores too.
+  impl->read_threads = options.read_threads ? options.read_threads
+                                            : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
   if (looks_like_index(path)) {
     for (const auto& shard : read_index(path)) {
       impl->add_shard(shard);
@@ -1039,8 +1430,9 @@ std::unique_ptr<CacheReader> CacheReader::open(const std::string& path) {
   return std::unique_ptr<CacheReader>(new CacheReader(std::move(impl)));
 }
 
-std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const CacheMetadata& expected) {
-  auto reader = open(path);
+std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const CacheMetadata& expected,
+                                               const ReaderOptions& options) {
+  auto reader = open(path, options);
   const auto diff = differences(reader->metadata(), expected, false);
   if (!diff.empty())
     throw std::runtime_error("cache '" + path + "' does not match the model: " + join(diff, "; "));
@@ -1051,6 +1443,12 @@ const CacheMetadata& CacheReader::metadata() const { return impl_->metadata; }
 int64_t CacheReader::num_documents() const { return impl_->documents.size(); }
 int64_t CacheReader::num_windows() const { return impl_->windows.size(); }
 int64_t CacheReader::num_shards() const { return impl_->shards.size(); }
+bool CacheReader::direct_reads() const {
+  for (const auto& shard : impl_->shards)
+    if (!shard.values.direct() || (shard.metadata.state_dtype == StateDType::kInt8 && !shard.scales.direct()))
+      return false;
+  return true;
+}
 int64_t CacheReader::window_floats() const {
   return static_cast<int64_t>(impl_->metadata.document_block) * impl_->metadata.hidden_size;
 }
@@ -1088,13 +1486,8 @@ std::string CacheReader::document_text(int64_t index) const {
   const auto& span = impl_->document_spans[index];
   std::string text(span[1] - span[0], '\0');
   if (text.empty()) return text;
-  Lock lock(h5_mutex());
-  Hid space(H5Dget_space(shard.text_bytes.get()), H5Sclose);
-  hsize_t start = span[0], count = text.size();
-  check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr), "select");
-  Hid memory(H5Screate_simple(1, &count, nullptr), H5Sclose);
-  check(H5Dread(shard.text_bytes.get(), H5T_NATIVE_UINT8, memory.get(), space.get(), H5P_DEFAULT, text.data()),
-        "'" + shard.path + "': cannot read document text");
+  shard.check_unchanged();
+  shard.text_bytes.read(span[0], static_cast<int64_t>(text.size()), text.data());
   return text;
 }
 
@@ -1104,13 +1497,8 @@ std::vector<CharSpan> CacheReader::token_offsets(int64_t index) const {
   const auto& span = impl_->document_spans[index];
   std::vector<int32_t> raw(2 * (span[3] - span[2]));
   if (!raw.empty()) {
-    Lock lock(h5_mutex());
-    Hid space(H5Dget_space(shard.char_offsets.get()), H5Sclose);
-    hsize_t start[2] = {static_cast<hsize_t>(span[2]), 0}, count[2] = {static_cast<hsize_t>(span[3] - span[2]), 2};
-    check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), "select");
-    Hid memory(H5Screate_simple(2, count, nullptr), H5Sclose);
-    check(H5Dread(shard.char_offsets.get(), H5T_NATIVE_INT32, memory.get(), space.get(), H5P_DEFAULT, raw.data()),
-          "'" + shard.path + "': cannot read token offsets");
+    shard.check_unchanged();
+    shard.char_offsets.read(span[2], span[3] - span[2], raw.data());
   }
   std::vector<CharSpan> offsets(raw.size() / 2);
   for (size_t t = 0; t < offsets.size(); ++t) offsets[t] = {raw[2 * t], raw[2 * t + 1]};
@@ -1132,6 +1520,25 @@ void CacheReader::read_windows_16bit(const std::vector<int64_t>& windows, int64_
   read_rows(windows, rows_per_window, out, true);
 }
 
+void CacheReader::Impl::read_window(int64_t w, int64_t block, bool as_stored, uint8_t* target,
+                                    std::vector<uint8_t>& staging, std::vector<float>& scales) const {
+  const Shard& shard = shards[document_shard[windows[w].document]];
+  const StateDType dtype = metadata.state_dtype;
+  const int64_t hidden = metadata.hidden_size, rows = windows[w].rows, first = window_first_row[w];
+  const int64_t out_element = as_stored ? 2 : 4;
+  // The stored bytes are the output for fp32, and for 16-bit states read as stored.
+  const bool in_place = as_stored || dtype == StateDType::kFloat32;
+  if (!in_place) staging.resize(std::max<size_t>(staging.size(), rows * hidden * element_size(dtype)));
+  shard.values.read(first, rows, in_place ? static_cast<void*>(target) : staging.data());
+  if (dtype == StateDType::kInt8) {
+    scales.resize(std::max<size_t>(scales.size(), rows));
+    shard.scales.read(first, rows, scales.data());
+  }
+  if (!in_place) dequantise(dtype, staging.data(), scales.data(), rows, hidden, reinterpret_cast<float*>(target));
+  // Zero padding rows (all-zero bits are +0.0 in fp32, fp16 and bf16 alike).
+  std::fill(target + rows * hidden * out_element, target + block * hidden * out_element, uint8_t(0));
+}
+
 void CacheReader::read_rows(const std::vector<int64_t>& windows, int64_t rows_per_window, void* out, bool as_stored) const {
   if (windows.empty()) return;
   for (int64_t w : windows) {
@@ -1142,54 +1549,34 @@ void CacheReader::read_rows(const std::vector<int64_t>& windows, int64_t rows_pe
   if (!out) throw std::invalid_argument("read_windows: output buffer is null");
   const Impl& r = *impl_;
   const int64_t hidden = r.metadata.hidden_size, block = rows_per_window;
-  const StateDType dtype = r.metadata.state_dtype;
-  const bool direct = as_stored || dtype == StateDType::kFloat32;  // HDF5 writes straight into `out`
-  const int64_t out_element = as_stored ? 2 : 4;
+  const int64_t out_bytes = block * hidden * (as_stored ? 2 : 4);
+  auto shard_of_window = [&](int64_t w) { return r.document_shard[r.windows[w].document]; };
   // File order (shard, first row) turns a random request into a forward sweep over the file.
   std::vector<size_t> order(windows.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  auto shard_of_window = [&](int64_t w) { return r.document_shard[r.windows[w].document]; };
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     const int64_t wa = windows[a], wb = windows[b];
     return std::make_pair(shard_of_window(wa), r.window_first_row[wa]) <
            std::make_pair(shard_of_window(wb), r.window_first_row[wb]);
   });
-  std::vector<uint8_t> staging(direct ? 0 : block * hidden * element_size(dtype));
-  std::vector<float> scales(dtype == StateDType::kInt8 ? block : 0);
-  for (size_t i : order) {
-    const int64_t w = windows[i];
-    const Shard& shard = r.shards[shard_of_window(w)];
-    const int64_t rows = r.windows[w].rows;
-    uint8_t* target = static_cast<uint8_t*>(out) + static_cast<int64_t>(i) * block * hidden * out_element;
-    void* raw = direct ? static_cast<void*>(target) : staging.data();
-    {
-      Lock lock(h5_mutex());
-      Hid space(H5Dget_space(shard.values.get()), H5Sclose);
-      hsize_t start[2] = {static_cast<hsize_t>(r.window_first_row[w]), 0};
-      hsize_t count[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(hidden)};
-      check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), "select");
-      Hid memory(H5Screate_simple(2, count, nullptr), H5Sclose);
-      const hid_t memory_type = dtype == StateDType::kFloat32 ? H5T_NATIVE_FLOAT
-                                : dtype == StateDType::kInt8  ? H5T_NATIVE_INT8
-                                                              : shard.value_type.get();
-      check(H5Dread(shard.values.get(), memory_type, memory.get(), space.get(), H5P_DEFAULT, raw),
-            "'" + shard.path + "': cannot read the states of window " + std::to_string(w));
-      if (dtype == StateDType::kInt8) {
-        Hid scale_space(H5Dget_space(shard.scales.get()), H5Sclose);
-        hsize_t scale_count = rows;
-        check(H5Sselect_hyperslab(scale_space.get(), H5S_SELECT_SET, start, nullptr, &scale_count, nullptr),
-              "select");
-        Hid scale_memory(H5Screate_simple(1, &scale_count, nullptr), H5Sclose);
-        check(H5Dread(shard.scales.get(), H5T_NATIVE_FLOAT, scale_memory.get(), scale_space.get(), H5P_DEFAULT,
-                      scales.data()),
-              "'" + shard.path + "': cannot read the scales of window " + std::to_string(w));
-      }
-    }
-    float* target_float = reinterpret_cast<float*>(target);
-    if (!direct) dequantise(dtype, staging.data(), scales.data(), rows, hidden, target_float);
-    // Zero padding rows (all-zero bits are +0.0 in fp32, fp16 and bf16 alike).
-    std::fill(target + rows * hidden * out_element, target + block * hidden * out_element, uint8_t(0));
+  std::vector<bool> touched(r.shards.size());
+  int64_t stored_bytes = 0;
+  for (int64_t w : windows) {
+    touched[shard_of_window(w)] = true;
+    stored_bytes += r.windows[w].rows * hidden * static_cast<int64_t>(element_size(r.metadata.state_dtype));
   }
+  for (size_t s = 0; s < touched.size(); ++s)
+    if (touched[s]) r.shards[s].check_unchanged();
+  // A thread per MiB at most: starting one costs tens of microseconds, reading a MiB a few hundred.
+  const int64_t most = std::min<int64_t>(r.read_threads, static_cast<int64_t>(windows.size()));
+  const int parts = static_cast<int>(std::clamp<int64_t>(stored_bytes >> 20, 1, most));
+  run_in_parts(static_cast<int64_t>(order.size()), parts, [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> staging;
+    std::vector<float> scales;
+    for (int64_t k = begin; k < end; ++k)
+      r.read_window(windows[order[k]], block, as_stored, static_cast<uint8_t*>(out) + order[k] * out_bytes, staging,
+                    scales);
+  });
 }
 
 // -----------------------------------------------------------------------------------------------------------

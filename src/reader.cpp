@@ -253,8 +253,9 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     std::vector<int64_t> cached_windows;
     for (size_t d = 0; d < docs.size(); ++d) {
       if (cache) {
-        const auto& info = cache->document(cache->find(docs[d].source->id));
-        const auto offsets = cache->token_offsets(cache->find(docs[d].source->id));
+        const int64_t index = cache->find(docs[d].source->id);
+        const auto& info = cache->document(index);
+        const auto offsets = cache->token_offsets(index);
         bool same = offsets.size() == docs[d].tokens.offsets.size();
         for (size_t t = 0; same && t < offsets.size(); ++t)
           same = offsets[t].begin == docs[d].tokens.offsets[t].first && offsets[t].end == docs[d].tokens.offsets[t].second;

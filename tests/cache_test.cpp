@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -130,6 +131,48 @@ Snapshot snapshot(const CacheReader& reader) {
     s.docs[info.id] = {reader.document_text(d), offsets, spans, states};
   }
   return s;
+}
+
+ReaderOptions through_hdf5() {
+  ReaderOptions options;
+  options.direct_reads = false;
+  return options;
+}
+
+// Every read of `a` and `b` compared byte for byte: texts, offsets, and all windows twice in a shuffled
+// request (request order is not file order, and repeats) padded, short, and 16-bit as stored. The two outputs
+// start from different bytes, so a byte one read leaves unwritten shows.
+void expect_same_reads(const CacheReader& a, const CacheReader& b, const std::string& what) {
+  ASSERT_EQ(a.num_documents(), b.num_documents()) << what;
+  ASSERT_EQ(a.num_windows(), b.num_windows()) << what;
+  for (int64_t d = 0; d < a.num_documents(); ++d) {
+    ASSERT_EQ(a.document_text(d), b.document_text(d)) << what << " document " << d;
+    const auto x = a.token_offsets(d), y = b.token_offsets(d);
+    ASSERT_EQ(x.size(), y.size()) << what;
+    for (size_t t = 0; t < x.size(); ++t)
+      ASSERT_TRUE(x[t].begin == y[t].begin && x[t].end == y[t].end) << what << " document " << d << " token " << t;
+  }
+  std::vector<int64_t> request(2 * a.num_windows());
+  for (size_t i = 0; i < request.size(); ++i) request[i] = static_cast<int64_t>(i) % a.num_windows();
+  std::shuffle(request.begin(), request.end(), std::mt19937(7));
+  int64_t longest = 0;
+  for (int64_t w = 0; w < a.num_windows(); ++w) longest = std::max(longest, a.window(w).rows);
+  const size_t n = request.size(), hidden = a.metadata().hidden_size;
+  auto same = [&](const char* read, size_t bytes, const std::function<void(const CacheReader&, uint8_t*)>& call) {
+    std::vector<uint8_t> x(bytes, 0xa5), y(bytes, 0x5a);
+    call(a, x.data());
+    call(b, y.data());
+    EXPECT_TRUE(x == y) << what << ": " << read;
+  };
+  same("read_windows", n * a.window_floats() * 4,
+       [&](const CacheReader& r, uint8_t* out) { r.read_windows(request, reinterpret_cast<float*>(out)); });
+  same("short read_windows", n * longest * hidden * 4,
+       [&](const CacheReader& r, uint8_t* out) { r.read_windows(request, longest, reinterpret_cast<float*>(out)); });
+  const StateDType dtype = a.metadata().state_dtype;
+  if (dtype == StateDType::kFloat16 || dtype == StateDType::kBFloat16)
+    same("read_windows_16bit", n * longest * hidden * 2, [&](const CacheReader& r, uint8_t* out) {
+      r.read_windows_16bit(request, longest, reinterpret_cast<uint16_t*>(out));
+    });
 }
 
 std::string message_of(const std::function<void()>& f) {
@@ -444,6 +487,9 @@ TEST_F(CacheTest, CallerErrorsAreInvalidArguments) {
   EXPECT_THROW(reader->find("nope"), std::invalid_argument);
   EXPECT_THROW(reader->window(reader->num_windows()), std::out_of_range);
   EXPECT_THROW(reader->read_windows({-1}, nullptr), std::out_of_range);
+  ReaderOptions negative;
+  negative.read_threads = -1;
+  EXPECT_THROW(CacheReader::open(path("c.h5"), negative), std::invalid_argument);
 
   auto bad_stride = m;
   bad_stride.window_stride = m.document_block - 1;
@@ -506,12 +552,120 @@ TEST_F(CacheTest, ShortAndAsStoredReadsEqualThePaddedRead) {
   }
 }
 
+// Compressed states cannot be read around HDF5: they fall back to H5Dread, with the same results.
 TEST_F(CacheTest, CompressedCachesReadTheSame) {
   const auto m = small_metadata(StateDType::kFloat16);
   const auto docs = make_docs(m, 10);
   write_cache(path("raw.h5"), m, docs);
   write_cache(path("gz.h5"), m, docs, {0, 4, true});
-  EXPECT_TRUE(snapshot(*CacheReader::open(path("raw.h5"))) == snapshot(*CacheReader::open(path("gz.h5"))));
+  auto raw = CacheReader::open(path("raw.h5")), gz = CacheReader::open(path("gz.h5"));
+  EXPECT_TRUE(raw->direct_reads());
+  EXPECT_FALSE(gz->direct_reads());
+  EXPECT_TRUE(snapshot(*raw) == snapshot(*gz));
+  expect_same_reads(*raw, *gz, "raw against gzip");
+}
+
+// Direct reads (pread at chunk addresses located at open) give HDF5's bytes exactly: every dtype, chunks of
+// the document block (a window straddles at most two) and of 5 rows (up to three), and int8 scales.
+TEST_F(CacheTest, DirectReadsEqualHdf5Reads) {
+  for (StateDType dtype : {StateDType::kFloat32, StateDType::kFloat16, StateDType::kBFloat16, StateDType::kInt8}) {
+    for (int chunk_rows : {0, 5}) {
+      const auto m = small_metadata(dtype);
+      const std::string what = std::string(to_string(dtype)) + " chunk_rows " + std::to_string(chunk_rows);
+      write_cache(path("c.h5"), m, make_docs(m, 25), {chunk_rows, 0, true});
+      auto direct = CacheReader::open(path("c.h5"), m);
+      auto hdf5 = CacheReader::open(path("c.h5"), m, through_hdf5());
+      EXPECT_TRUE(direct->direct_reads()) << what;
+      EXPECT_FALSE(hdf5->direct_reads()) << what;
+      expect_same_reads(*direct, *hdf5, what);
+    }
+  }
+}
+
+// Requests of a few MiB, which read_threads 4 splits over four threads, read what one thread reads.
+TEST_F(CacheTest, ThreadedReadsEqualOneThread) {
+  for (StateDType dtype : {StateDType::kFloat32, StateDType::kFloat16, StateDType::kInt8}) {
+    auto m = small_metadata(dtype);
+    m.hidden_size = 1024;
+    m.document_block = 64;
+    m.window_stride = 20;
+    write_cache(path("c.h5"), m, make_docs(m, 60));
+    ReaderOptions one, four;
+    one.read_threads = 1;
+    four.read_threads = 4;
+    auto serial = CacheReader::open(path("c.h5"), m, one);
+    auto parallel = CacheReader::open(path("c.h5"), m, four);
+    expect_same_reads(*serial, *parallel, to_string(dtype));
+  }
+}
+
+// An open reader keeps the file it opened: a rebuild renamed over it changes nothing, while a file changed in
+// place (truncated, or rewritten) is refused by the next read, through either read path, instead of being read as
+// garbage or past its end.
+TEST_F(CacheTest, FileChangedUnderTheReader) {
+  const auto m = small_metadata(StateDType::kFloat16);
+  write_cache(path("c.h5"), m, make_docs(m, 10));
+  auto kept = CacheReader::open(path("c.h5"), m);
+  const auto before = snapshot(*kept);
+  write_cache(path("new.h5"), m, make_docs(m, 10, 99));
+  fs::rename(path("new.h5"), path("c.h5"));
+  EXPECT_TRUE(snapshot(*kept) == before) << "a file renamed over the cache is not the one being read";
+
+  auto expect_refused = [&](const CacheReader& reader, const std::string& what) {
+    std::vector<float> out(reader.window_floats());
+    auto text = message_of([&] { reader.read_windows({0}, out.data()); });
+    EXPECT_NE(text.find("changed on disk after it was opened"), std::string::npos) << what << ": " << text;
+    EXPECT_THROW(reader.read_windows({reader.num_windows() - 1}, out.data()), std::runtime_error) << what;
+    EXPECT_THROW(reader.document_text(0), std::runtime_error) << what;
+    EXPECT_THROW(reader.token_offsets(0), std::runtime_error) << what;
+  };
+  const auto size = fs::file_size(path("c.h5"));
+  for (const auto& options : {ReaderOptions(), through_hdf5()}) {
+    const std::string what = options.direct_reads ? "direct" : "hdf5";
+    fs::copy_file(path("c.h5"), path("cut.h5"), fs::copy_options::overwrite_existing);
+    auto cut = CacheReader::open(path("cut.h5"), m, options);
+    fs::resize_file(path("cut.h5"), size / 2);
+    expect_refused(*cut, what + ", truncated");
+
+    // Rewritten in place at the same size; the modification time is set explicitly, since a rewrite within the
+    // same clock tick as the copy would keep it.
+    fs::copy_file(path("c.h5"), path("edit.h5"), fs::copy_options::overwrite_existing);
+    auto edited = CacheReader::open(path("edit.h5"), m, options);
+    const auto modified = fs::last_write_time(path("edit.h5"));
+    {
+      std::fstream f(path("edit.h5"), std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(size - 64));
+      f.write(std::string(64, '\x7f').data(), 64);
+    }
+    fs::last_write_time(path("edit.h5"), modified + std::chrono::seconds(1));
+    expect_refused(*edited, what + ", rewritten");
+  }
+}
+
+// A file cut short whose superblock was patched to the new size (as a damaged copy may be): HDF5 opens it, and
+// direct reads must not be set up on chunk addresses past its end.
+TEST_F(CacheTest, RefusesChunksPastTheEndOfTheFile) {
+  const auto m = small_metadata();
+  write_cache(path("c.h5"), m, make_docs(m, 10));
+  const uint64_t size = fs::file_size(path("c.h5")), cut = size - 100;
+  fs::resize_file(path("c.h5"), cut);
+  {
+    std::fstream f(path("c.h5"), std::ios::in | std::ios::out | std::ios::binary);
+    char version = -1;
+    f.seekg(8);
+    f.get(version);
+    if (version != 0) GTEST_SKIP() << "superblock version " << int(version) << "; the patch below is for version 0";
+    f.seekp(40);  // version 0: the end-of-file address, little-endian
+    for (int i = 0; i < 8; ++i) f.put(static_cast<char>((cut >> (8 * i)) & 0xff));
+  }
+  // The writer allocates state chunks as it appends, so the last one ended the file.
+  auto text = message_of([&] { CacheReader::open(path("c.h5"), m); });
+  EXPECT_NE(text.find("past the end of the file"), std::string::npos) << text;
+  EXPECT_THROW(CacheReader::open(path("c.h5"), m), std::runtime_error);
+  // Through HDF5 the open succeeds, and reading the missing chunk fails.
+  auto reader = CacheReader::open(path("c.h5"), m, through_hdf5());
+  std::vector<float> out(reader->window_floats());
+  EXPECT_THROW(reader->read_windows({reader->num_windows() - 1}, out.data()), std::runtime_error);
 }
 
 // The header's contract: const reader members from several threads at once, two readers at once, and a
@@ -603,6 +757,8 @@ TEST_F(CacheTest, MergedShardsReadLikeOneFile) {
   EXPECT_EQ(merged->num_documents(), single->num_documents());
   EXPECT_EQ(merged->num_windows(), single->num_windows());
   EXPECT_TRUE(snapshot(*merged) == snapshot(*single));
+  EXPECT_TRUE(merged->direct_reads());
+  expect_same_reads(*merged, *CacheReader::open(path("corpus.json"), m, through_hdf5()), "merged, direct against hdf5");
   // A batch spanning both shards, in request order.
   std::vector<int64_t> request{merged->num_windows() - 1, 0, merged->num_windows() / 2};
   std::vector<float> a(request.size() * merged->window_floats()), b(a.size());
@@ -621,6 +777,17 @@ TEST_F(CacheTest, MergedShardsReadLikeOneFile) {
                         fs::path(shard_files[1]).filename().string()})
     fs::copy_file(dir_ / f, dir_ / "moved" / f);
   EXPECT_EQ(CacheReader::open((dir_ / "moved" / "corpus.json").string())->num_documents(), 30);
+
+  // One compressed shard: that shard's reads go through HDF5, the other's stay direct.
+  write_cache(shard_files[1], m, [&] {
+    std::vector<Doc> mine;
+    for (const auto& d : docs)
+      if (shard_of(d.id, 2) == 1) mine.push_back(d);
+    return mine;
+  }(), {0, 4, true});
+  auto mixed = CacheReader::open(path("corpus.json"), m);
+  EXPECT_FALSE(mixed->direct_reads());
+  EXPECT_TRUE(snapshot(*mixed) == snapshot(*single));
 
   // Shards that do not belong together are refused.
   auto other = m;

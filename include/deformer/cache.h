@@ -20,9 +20,10 @@
 //
 // Thread safety: every HDF5 call in this library goes through one process-wide mutex, because a
 // libhdf5 built without --enable-threadsafe must never be entered by two threads, and a thread-safe one
-// takes a global lock anyway. A CacheReader's const members may be called from several threads at once;
-// dequantisation runs outside the lock, so parallel read_windows calls overlap only in that part. A
-// CacheWriter is used by one thread at a time.
+// takes a global lock anyway. A CacheReader's const members may be called from several threads at once.
+// Raw (unfiltered) datasets are read without HDF5 once open (see ReaderOptions::direct_reads), so such
+// reads take no lock and run in parallel; gzip-compressed datasets go through H5Dread and overlap only in
+// dequantisation. A CacheWriter is used by one thread at a time.
 
 #include <cstdint>
 #include <memory>
@@ -125,7 +126,23 @@ struct WindowInfo {
   int64_t rows = 0;      // real rows; read_windows zero-fills the rest of the document block
 };
 
+struct ReaderOptions {
+  // Threads that one large read_windows call spreads its windows over, the calling thread included; a call
+  // uses one per MiB it reads at most, so small calls stay on the caller's thread. 0 = the hardware threads,
+  // at most 8.
+  int read_threads = 0;
+  // Raw datasets (the writer's default, no gzip) are read with pread() on the file at chunk addresses located
+  // once at open, bypassing HDF5 and its lock; anything else (gzip, or a layout, type or byte order this
+  // library's writer does not produce) through H5Dread, as is everything with a libhdf5 other than 1.10 (the
+  // chunk index is located through 1.10's object addresses). false sends every read through H5Dread, to compare.
+  bool direct_reads = true;
+};
+
 // Reads one cache file, or a merged view of shards through an index file written by merge_shards().
+//
+// A shard file replaced under an open reader (a rebuild renaming a new file over it) keeps being read as the
+// file that was opened; one changed in place (truncated, rewritten) is refused by the next read with a
+// std::runtime_error that says so.
 class CacheReader {
  public:
   // Opens without checking what produced the cache (for inspection tools). Throws std::runtime_error for
@@ -136,6 +153,10 @@ class CacheReader {
   // block sizes differ from `expected`, naming the field and both values. Stride and storage dtype are not
   // compared: windows carry their own spans and every dtype reads back as float32.
   static std::unique_ptr<CacheReader> open(const std::string& path, const CacheMetadata& expected);
+  // Both of the above with options for how states are read; std::invalid_argument for negative read_threads.
+  static std::unique_ptr<CacheReader> open(const std::string& path, const ReaderOptions& options);
+  static std::unique_ptr<CacheReader> open(const std::string& path, const CacheMetadata& expected,
+                                           const ReaderOptions& options);
   ~CacheReader();
   CacheReader(const CacheReader&) = delete;
   CacheReader& operator=(const CacheReader&) = delete;
@@ -144,6 +165,8 @@ class CacheReader {
   int64_t num_documents() const;
   int64_t num_windows() const;
   int64_t num_shards() const;
+  // True when every shard's states (and int8 scales) are read without HDF5 (ReaderOptions::direct_reads).
+  bool direct_reads() const;
   std::vector<std::string> document_ids() const;
   // Document index of `id`; throws std::invalid_argument naming an unknown id.
   int64_t find(const std::string& id) const;

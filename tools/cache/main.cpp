@@ -170,6 +170,7 @@ nlohmann::json describe(const cache::CacheReader& r, const std::string& path) {
           {"documents", r.num_documents()},
           {"windows", r.num_windows()},
           {"shards", r.num_shards()},
+          {"direct_reads", r.direct_reads()},
           {"bytes", fs::file_size(path)}};
 }
 
