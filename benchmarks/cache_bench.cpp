@@ -129,13 +129,13 @@ std::string question_file(StateDType dtype) {
   return path;
 }
 
-// Arguments: dtype (0 fp32, 1 fp16), as stored (16-bit out), windows per call, ReaderOptions::read_threads,
-// ReaderOptions::direct_reads (0: every read through H5Dread, as before direct reads existed).
+// Arguments: dtype (0 fp32, 1 fp16), as stored (16-bit out), windows per call, ReadOptions::read_threads,
+// ReadOptions::direct_reads (0: every read through H5Dread, as before direct reads existed).
 void BM_QuestionRead(benchmark::State& state) {
   const auto dtype = static_cast<StateDType>(state.range(0));
   const bool as_stored = state.range(1) != 0;
   const int batch = static_cast<int>(state.range(2));
-  ReaderOptions options;
+  ReadOptions options;
   options.read_threads = static_cast<int>(state.range(3));
   options.direct_reads = state.range(4) != 0;
   auto reader = CacheReader::open(question_file(dtype), options);
@@ -163,9 +163,9 @@ void BM_QuestionRead(benchmark::State& state) {
 }
 
 // The question path's per-document lookups: document(find(id)), token_offsets and document_text.
-// Argument: ReaderOptions::direct_reads.
+// Argument: ReadOptions::direct_reads.
 void BM_DocumentLookup(benchmark::State& state) {
-  ReaderOptions options;
+  ReadOptions options;
   options.direct_reads = state.range(0) != 0;
   auto reader = CacheReader::open(question_file(StateDType::kFloat16), options);
   std::mt19937 rng(4);

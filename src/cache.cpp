@@ -618,15 +618,15 @@ struct CacheWriter::Impl {
   std::string path, temporary;
   Hid file;
   Hid value_type;
-  Appender id_bytes, id_span, text_bytes, text_span, token_span, window_span, char_offsets, window_tokens,
-      window_rows, values, scales;
+  Appender id_bytes, id_span, text_bytes, text_span, token_span, window_span, char_offsets, token_words,
+      window_tokens, window_rows, values, scales;
   std::unordered_set<std::string> ids;
   int64_t documents = 0, windows = 0, rows = 0, tokens = 0, id_size = 0, text_size = 0;
   bool committed = false;
 
   void close_all() {
     for (Appender* a : {&id_bytes, &id_span, &text_bytes, &text_span, &token_span, &window_span, &char_offsets,
-                        &window_tokens, &window_rows, &values, &scales})
+                        &token_words, &window_tokens, &window_rows, &values, &scales})
       a->close();
     value_type.reset();
     file.reset();
@@ -686,6 +686,7 @@ std::unique_ptr<CacheWriter> CacheWriter::create(const std::string& path, const 
   w.token_span = i64(documents.get(), "token_span", 2, table_chunk);
   w.window_span = i64(documents.get(), "window_span", 2, table_chunk);
   w.char_offsets = Appender(tokens.get(), "char_offsets", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, 1 << 14, 0, false);
+  w.token_words = Appender(tokens.get(), "word", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, 1 << 14, 0, false);
   w.window_tokens = i64(windows.get(), "token_span", 2, table_chunk);
   w.window_rows = i64(windows.get(), "row_span", 2, table_chunk);
   w.value_type = state_type(metadata.state_dtype);
@@ -699,7 +700,8 @@ std::unique_ptr<CacheWriter> CacheWriter::create(const std::string& path, const 
 }
 
 void CacheWriter::add_document(const std::string& id, const std::string& text,
-                               const std::vector<CharSpan>& token_offsets, const std::vector<WindowStates>& windows) {
+                               const std::vector<CharSpan>& token_offsets, const std::vector<WindowStates>& windows,
+                               const std::vector<int32_t>& token_words) {
   Impl& w = *impl_;
   if (w.committed || !w.file.valid()) throw std::invalid_argument("add_document after commit()");
   if (id.empty()) throw std::invalid_argument("empty document id");
@@ -719,6 +721,15 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
           ") are outside the text of " + std::to_string(code_points) + " code points");
     offsets[2 * t] = static_cast<int32_t>(s.begin);
     offsets[2 * t + 1] = static_cast<int32_t>(s.end);
+  }
+  std::vector<int32_t> words(token_words.empty() ? num_tokens : 0, -1);  // -1: not recorded
+  if (!token_words.empty()) {
+    if (static_cast<int64_t>(token_words.size()) != num_tokens)
+      bad(std::to_string(token_words.size()) + " word indices for " + std::to_string(num_tokens) + " tokens");
+    for (int64_t t = 0; t < num_tokens; ++t)
+      if (token_words[t] < 0 || (t > 0 && token_words[t] < token_words[t - 1]) || token_words[t] > t)
+        bad("word indices must start at 0 and not decrease (token " + std::to_string(t) + ")");
+    words = token_words;
   }
   const int64_t hidden = w.metadata.hidden_size, block = w.metadata.document_block;
   std::vector<int64_t> spans, row_spans;
@@ -761,6 +772,7 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
   w.token_span.append(token_span, 1);
   w.window_span.append(window_span, 1);
   w.char_offsets.append(offsets.data(), num_tokens);
+  w.token_words.append(words.data(), num_tokens);
   w.window_tokens.append(spans.data(), windows.size());
   w.window_rows.append(row_spans.data(), windows.size());
   w.values.append(encoded.data(), rows);
@@ -1048,6 +1060,7 @@ class RowReader {
               H5Tequal(memory_type_.get(), stored_type) > 0 && locate_chunks(file_size);
   }
 
+  bool valid() const { return dataset_.valid(); }  // false for an optional dataset the file lacks
   int64_t rows() const { return rows_; }
   int64_t cols() const { return static_cast<int64_t>(cols_); }
   bool direct() const { return direct_; }
@@ -1149,7 +1162,7 @@ struct Shard {
   FileDescriptor fd;  // HDF5's own descriptor of the file, duplicated; none where HDF5 does no POSIX I/O
   int64_t size = 0;   // with the modification time, as at open: a file edited in place is refused
   timespec modified{};
-  RowReader values, scales, text_bytes, char_offsets;
+  RowReader values, scales, text_bytes, char_offsets, token_words;  // token_words: absent in older files
   int64_t num_rows = 0;
 
   // Before every read: chunk addresses and tables were read at open, and bytes of an edited file would be
@@ -1208,7 +1221,7 @@ struct CacheReader::Impl {
   std::vector<std::array<int64_t, 4>> document_spans;
   std::vector<int64_t> window_first_row;  // within the window's shard
   std::unordered_map<std::string, int64_t> by_id;
-  ReaderOptions options;
+  ReadOptions options;
   int read_threads = 1;
 
   // Opens one cache file and appends its tables to the global ones.
@@ -1286,6 +1299,14 @@ void CacheReader::Impl::add_shard(const std::string& path) {
                              H5T_STD_U8LE, "/documents/text_bytes");
   shard.char_offsets = rows_of(open_dataset(file, "/tokens/char_offsets", path), copy_type(H5T_NATIVE_INT32),
                                H5T_STD_I32LE, "/tokens/char_offsets");
+  // Word indices came after version 1's first files: a cache without them is read, and its documents re-tokenized
+  // by the reader for whole-word answers.
+  if (H5Lexists(file, "/tokens/word", H5P_DEFAULT) > 0) {
+    shard.token_words = rows_of(open_dataset(file, "/tokens/word", path), copy_type(H5T_NATIVE_INT32), H5T_STD_I32LE,
+                                "/tokens/word");
+    if (shard.token_words.cols() != 1 || shard.token_words.rows() != shard.char_offsets.rows())
+      throw std::runtime_error("cache '" + path + "' is inconsistent: word indices do not match the tokens");
+  }
   if (shard.text_bytes.cols() != 1 || shard.char_offsets.cols() != 2 || shard.scales.cols() != 1)
     throw std::runtime_error("cache '" + path +
                              "' is inconsistent: text, token offsets or scales have an unexpected shape");
@@ -1396,15 +1417,15 @@ std::vector<std::string> read_index(const std::string& path) {
 }
 }  // namespace
 
-std::unique_ptr<CacheReader> CacheReader::open(const std::string& path) { return open(path, ReaderOptions()); }
+std::unique_ptr<CacheReader> CacheReader::open(const std::string& path) { return open(path, ReadOptions()); }
 
 std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const CacheMetadata& expected) {
-  return open(path, expected, ReaderOptions());
+  return open(path, expected, ReadOptions());
 }
 
-std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const ReaderOptions& options) {
+std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const ReadOptions& options) {
   if (options.read_threads < 0)
-    throw std::invalid_argument("ReaderOptions::read_threads must not be negative, got " +
+    throw std::invalid_argument("ReadOptions::read_threads must not be negative, got " +
                                 std::to_string(options.read_threads));
   if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
   auto impl = std::make_unique<Impl>();
@@ -1431,7 +1452,7 @@ std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const Re
 }
 
 std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const CacheMetadata& expected,
-                                               const ReaderOptions& options) {
+                                               const ReadOptions& options) {
   auto reader = open(path, options);
   const auto diff = differences(reader->metadata(), expected, false);
   if (!diff.empty())
@@ -1503,6 +1524,18 @@ std::vector<CharSpan> CacheReader::token_offsets(int64_t index) const {
   std::vector<CharSpan> offsets(raw.size() / 2);
   for (size_t t = 0; t < offsets.size(); ++t) offsets[t] = {raw[2 * t], raw[2 * t + 1]};
   return offsets;
+}
+
+std::vector<int32_t> CacheReader::token_words(int64_t index) const {
+  document(index);
+  const Shard& shard = impl_->shards[impl_->document_shard[index]];
+  const auto& span = impl_->document_spans[index];
+  if (!shard.token_words.valid() || span[3] == span[2]) return {};
+  std::vector<int32_t> words(span[3] - span[2]);
+  shard.check_unchanged();
+  shard.token_words.read(span[2], span[3] - span[2], words.data());
+  if (words.front() < 0) return {};
+  return words;
 }
 
 void CacheReader::read_windows(const std::vector<int64_t>& windows, float* out) const {

@@ -91,7 +91,9 @@ struct CacheBuilder::Impl {
       for (const auto& w : queued_windows[d]) ws.push_back({w, w.end - w.begin + 1, data + window_floats * row++});
       std::vector<cache::CharSpan> offsets;
       for (const auto& [b, e] : queued[d].tokens.offsets) offsets.push_back({b, e});
-      writer->add_document(queued[d].source->id, queued[d].source->text, offsets, ws);
+      const auto& words = queued[d].tokens.word_of_token;
+      writer->add_document(queued[d].source->id, queued[d].source->text, offsets, ws,
+                           std::vector<int32_t>(words.begin(), words.end()));
       ++documents;
       windows += ws.size();
     }

@@ -32,4 +32,24 @@ PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenize
   return p;
 }
 
+PreparedDocument prepare_cached_document(const Document& doc, const cache::CacheReader& cache, const Tokenizer& tokenizer) {
+  const int64_t index = cache.find(doc.id);
+  const auto offsets = cache.token_offsets(index);
+  const auto words = cache.token_words(index);
+  PreparedDocument p;
+  if (words.empty()) {
+    p = prepare_document(doc, tokenizer);
+    bool same = offsets.size() == p.tokens.offsets.size();
+    for (size_t t = 0; same && t < offsets.size(); ++t)
+      same = offsets[t].begin == p.tokens.offsets[t].first && offsets[t].end == p.tokens.offsets[t].second;
+    if (!same) throw std::runtime_error("document '" + doc.id + "': the cache's tokens differ from this model's tokenizer");
+    return p;
+  }
+  p.source = &doc;
+  p.tokens.word_of_token.assign(words.begin(), words.end());
+  p.tokens.offsets.reserve(offsets.size());
+  for (const auto& o : offsets) p.tokens.offsets.emplace_back(o.begin, o.end);
+  return p;
+}
+
 }  // namespace deformer

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "deformer/cache.h"
 #include "deformer/decode.h"
 #include "deformer/reader.h"
 #include "deformer/tokenizer.h"
@@ -18,5 +19,10 @@ struct PreparedDocument {
 // Tokenizes a document. Throws std::invalid_argument naming the document when it is empty, has no
 // tokens, or is not UTF-8.
 PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenizer);
+
+// A cached document's tokens (offsets and words) from the cache, without ids: nothing is tokenized. A cache that
+// records no words (written before they were stored) has the document tokenized, and std::runtime_error when
+// those tokens differ from the cache's.
+PreparedDocument prepare_cached_document(const Document& doc, const cache::CacheReader& cache, const Tokenizer& tokenizer);
 
 }  // namespace deformer

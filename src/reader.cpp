@@ -224,7 +224,8 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     if (!ids.insert(d.id).second) throw std::invalid_argument("duplicate document id '" + d.id + "'");
   std::vector<PreparedDocument> docs(documents.size());
   at::parallel_for(0, documents.size(), 4, [&](int64_t begin, int64_t end) {
-    for (int64_t d = begin; d < end; ++d) docs[d] = prepare_document(documents[d], *tokenizer_);
+    for (int64_t d = begin; d < end; ++d)
+      docs[d] = cache ? prepare_cached_document(documents[d], *cache, *tokenizer_) : prepare_document(documents[d], *tokenizer_);
   });
   // asked[q][d]: question q is asked over document d.
   std::vector<std::vector<char>> asked(questions.size(), std::vector<char>(docs.size(), scope.empty()));
@@ -253,14 +254,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     std::vector<int64_t> cached_windows;
     for (size_t d = 0; d < docs.size(); ++d) {
       if (cache) {
-        const int64_t index = cache->find(docs[d].source->id);
-        const auto& info = cache->document(index);
-        const auto offsets = cache->token_offsets(index);
-        bool same = offsets.size() == docs[d].tokens.offsets.size();
-        for (size_t t = 0; same && t < offsets.size(); ++t)
-          same = offsets[t].begin == docs[d].tokens.offsets[t].first && offsets[t].end == docs[d].tokens.offsets[t].second;
-        if (!same)
-          throw std::runtime_error("document '" + docs[d].source->id + "': the cache's tokens differ from this model's tokenizer");
+        const auto& info = cache->document(cache->find(docs[d].source->id));
         for (int64_t w = info.first_window; w < info.first_window + info.num_windows; ++w) {
           windows.emplace_back(d, cache->window(w).tokens);
           cached_windows.push_back(w);
@@ -273,9 +267,19 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     // of each batch, so short windows cost what their tokens cost, not the block's padding.
     auto window_rows = [&](size_t w) { return windows[w].second.end - windows[w].second.begin + 1; };
     std::vector<std::vector<int64_t>> d_rows;
-    for (const auto& [d, w] : windows) {
-      std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
-      d_rows.push_back(document_block(tokens, c.document_block, special, convention).input_ids);
+    if (cache) {
+      // The upper layers read document ids only for the key mask, and cached documents are not re-tokenized: a
+      // cached window stands in as its real rows of some id other than padding.
+      const int64_t pad = c.pad_token_id, filler = pad == 0 ? 1 : 0;
+      for (size_t w = 0; w < windows.size(); ++w) {
+        d_rows.emplace_back(c.document_block, pad);
+        std::fill(d_rows.back().begin(), d_rows.back().begin() + window_rows(w), filler);
+      }
+    } else {
+      for (const auto& [d, w] : windows) {
+        std::vector<int64_t> tokens(docs[d].ids.begin() + w.begin, docs[d].ids.begin() + w.end);
+        d_rows.push_back(document_block(tokens, c.document_block, special, convention).input_ids);
+      }
     }
     auto d_ids = rows_to_tensor(d_rows, device);
     at::Tensor d_states;

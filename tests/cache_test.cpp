@@ -133,8 +133,8 @@ Snapshot snapshot(const CacheReader& reader) {
   return s;
 }
 
-ReaderOptions through_hdf5() {
-  ReaderOptions options;
+ReadOptions through_hdf5() {
+  ReadOptions options;
   options.direct_reads = false;
   return options;
 }
@@ -315,6 +315,37 @@ TEST_F(CacheTest, Fp16RefusesValuesPastItsRange) {
                std::invalid_argument);
 }
 
+// Word indices round-trip (also through direct reads and H5Dread), are absent when not given, and must be a
+// non-decreasing numbering from 0 with one entry per token.
+TEST_F(CacheTest, WordIndicesRoundTripAndAreChecked) {
+  const auto m = small_metadata();
+  auto docs = make_docs(m, 2);
+  std::vector<int32_t> words(docs[1].offsets.size());
+  for (size_t t = 0; t < words.size(); ++t) words[t] = static_cast<int32_t>(t / 2);
+  {
+    auto writer = CacheWriter::create(path("w.h5"), m);
+    writer->add_document(docs[1].id, docs[1].text, docs[1].offsets, docs[1].windows(), words);
+    writer->add_document(docs[0].id, docs[0].text, docs[0].offsets, docs[0].windows());
+    writer->commit();
+  }
+  for (const auto& options : {ReadOptions(), through_hdf5()}) {
+    auto reader = CacheReader::open(path("w.h5"), options);
+    EXPECT_EQ(reader->token_words(reader->find(docs[1].id)), words);
+    EXPECT_TRUE(reader->token_words(reader->find(docs[0].id)).empty());
+  }
+  auto writer = CacheWriter::create(path("bad.h5"), m);
+  auto bad = [&](std::vector<int32_t> w) {
+    EXPECT_THROW(writer->add_document(docs[1].id, docs[1].text, docs[1].offsets, docs[1].windows(), w), std::invalid_argument);
+  };
+  bad(std::vector<int32_t>(words.begin(), words.end() - 1));  // one short
+  auto decreasing = words;  // 16 tokens: ..., 7, 7 -> ..., 7, 6
+  decreasing.back() = decreasing[decreasing.size() - 2] - 1;
+  bad(decreasing);
+  auto from_one = words;
+  for (auto& w : from_one) ++w;
+  bad(from_one);
+}
+
 // fp16 and bf16 are declared as HDF5 float types, so HDF5's own conversion (what h5py and h5dump use)
 // decodes them to the same floats as the reader.
 TEST_F(CacheTest, TwoByteFloatsDecodeWithHdf5sOwnConversion) {
@@ -487,7 +518,7 @@ TEST_F(CacheTest, CallerErrorsAreInvalidArguments) {
   EXPECT_THROW(reader->find("nope"), std::invalid_argument);
   EXPECT_THROW(reader->window(reader->num_windows()), std::out_of_range);
   EXPECT_THROW(reader->read_windows({-1}, nullptr), std::out_of_range);
-  ReaderOptions negative;
+  ReadOptions negative;
   negative.read_threads = -1;
   EXPECT_THROW(CacheReader::open(path("c.h5"), negative), std::invalid_argument);
 
@@ -590,7 +621,7 @@ TEST_F(CacheTest, ThreadedReadsEqualOneThread) {
     m.document_block = 64;
     m.window_stride = 20;
     write_cache(path("c.h5"), m, make_docs(m, 60));
-    ReaderOptions one, four;
+    ReadOptions one, four;
     one.read_threads = 1;
     four.read_threads = 4;
     auto serial = CacheReader::open(path("c.h5"), m, one);
@@ -620,7 +651,7 @@ TEST_F(CacheTest, FileChangedUnderTheReader) {
     EXPECT_THROW(reader.token_offsets(0), std::runtime_error) << what;
   };
   const auto size = fs::file_size(path("c.h5"));
-  for (const auto& options : {ReaderOptions(), through_hdf5()}) {
+  for (const auto& options : {ReadOptions(), through_hdf5()}) {
     const std::string what = options.direct_reads ? "direct" : "hdf5";
     fs::copy_file(path("c.h5"), path("cut.h5"), fs::copy_options::overwrite_existing);
     auto cut = CacheReader::open(path("cut.h5"), m, options);

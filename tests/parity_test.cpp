@@ -90,7 +90,7 @@ TEST(Parity, CppForwardEqualsReference) {
           // Segments must agree at real positions. Padding is masked as keys, so its segment changes nothing
           // real (transformers 5 pads XLNet's segments with 0, 4.x with 3): a difference there is only reported.
           auto types = item["token_type_ids"].get<std::vector<int64_t>>();
-          ASSERT_EQ(types.size(), block.token_type_ids.size()) << name;
+          ASSERT_LE(types.size(), block.token_type_ids.size()) << name;  // a reference may leave out right padding
           for (size_t i = 0; i < types.size(); ++i) {
             if (block.attention_mask[i]) {
               ASSERT_EQ(types[i], block.token_type_ids[i]) << "segment at position " << i << " differs: " << name;

@@ -56,6 +56,16 @@ void expect_well_formed(const std::vector<Answer>& answers, const std::vector<Do
   for (size_t i = 1; i < answers.size(); ++i) EXPECT_GE(answers[i - 1].score, answers[i].score);
 }
 
+void expect_same_answers(const std::vector<Answer>& a, const std::vector<Answer>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].doc, b[i].doc) << what;
+    EXPECT_EQ(a[i].start, b[i].start) << what;
+    EXPECT_EQ(a[i].end, b[i].end) << what;
+    EXPECT_NEAR(a[i].score, b[i].score, 1e-5) << what;
+  }
+}
+
 TEST_F(ReaderTest, BothModesGiveWellFormedAnswers) {
   for (Mode mode : {Mode::kDeformer, Mode::kFull}) {
     ReaderOptions o;
@@ -116,15 +126,6 @@ TEST_F(ReaderTest, QueriesOverTheirOwnDocumentsEqualOneAtATime) {
                                    {"What was built in 1952?", {"lighthouse"}},
                                    {"How long does bulk fermentation last?", {"bread", "lighthouse"}},
                                    {"How far can the light be seen?", {}}};
-  auto same = [](const std::vector<Answer>& a, const std::vector<Answer>& b, const std::string& what) {
-    ASSERT_EQ(a.size(), b.size()) << what;
-    for (size_t i = 0; i < a.size(); ++i) {
-      EXPECT_EQ(a[i].doc, b[i].doc) << what;
-      EXPECT_EQ(a[i].start, b[i].start) << what;
-      EXPECT_EQ(a[i].end, b[i].end) << what;
-      EXPECT_NEAR(a[i].score, b[i].score, 1e-5) << what;
-    }
-  };
   auto own_documents = [&](const Query& q) {
     if (q.doc_ids.empty()) return docs_;
     std::vector<Document> docs;
@@ -142,7 +143,7 @@ TEST_F(ReaderTest, QueriesOverTheirOwnDocumentsEqualOneAtATime) {
     auto together = reader.ask(queries, docs_);
     ASSERT_EQ(together.size(), queries.size());
     for (size_t q = 0; q < queries.size(); ++q) {
-      same(reader.ask(queries[q].question, own_documents(queries[q])), together[q], std::string(to_string(mode)) + " q" + std::to_string(q));
+      expect_same_answers(reader.ask(queries[q].question, own_documents(queries[q])), together[q], std::string(to_string(mode)) + " q" + std::to_string(q));
       for (const auto& a : together[q]) {
         auto docs = own_documents(queries[q]);
         EXPECT_TRUE(std::any_of(docs.begin(), docs.end(), [&](const Document& d) { return d.id == a.doc; }));
@@ -163,7 +164,7 @@ TEST_F(ReaderTest, QueriesOverTheirOwnDocumentsEqualOneAtATime) {
   auto cache = cache::CacheReader::open(path, expected_cache_metadata(*model_, reader.split_layer()));
   auto raw = reader.ask(queries, docs_);
   auto cached = reader.ask(queries, *cache);
-  for (size_t q = 0; q < queries.size(); ++q) same(raw[q], cached[q], "cached q" + std::to_string(q));
+  for (size_t q = 0; q < queries.size(); ++q) expect_same_answers(raw[q], cached[q], "cached q" + std::to_string(q));
   std::remove(path.c_str());
 }
 
@@ -220,6 +221,45 @@ TEST_F(ReaderTest, CachedDocumentsAnswerAsRawText) {
     EXPECT_NE(std::string(e.what()).find("k is"), std::string::npos) << e.what();
   }
   std::filesystem::remove(path);
+}
+
+// A cache records each token's word, so cached documents are not re-tokenized; a cache written without words (as
+// before they were stored) has its documents tokenized again, and answers the same.
+TEST_F(ReaderTest, CacheWithoutWordIndicesAnswersTheSame) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string with_path = (dir / ("reader-words-" + std::to_string(::getpid()) + ".h5")).string();
+  const std::string without_path = (dir / ("reader-nowords-" + std::to_string(::getpid()) + ".h5")).string();
+  Reader reader(model_, {});
+  {
+    CacheBuilder builder(model_, with_path, {});
+    for (const auto& d : docs_) builder.add(d);
+    builder.commit();
+  }
+  auto with = cache::CacheReader::open(with_path);
+  {
+    auto writer = cache::CacheWriter::create(without_path, with->metadata());
+    for (int64_t i = 0; i < with->num_documents(); ++i) {
+      const auto& info = with->document(i);
+      std::vector<int64_t> windows;
+      for (int64_t w = 0; w < info.num_windows; ++w) windows.push_back(info.first_window + w);
+      std::vector<float> states(windows.size() * with->window_floats());
+      with->read_windows(windows, states.data());
+      std::vector<cache::WindowStates> ws;
+      for (size_t w = 0; w < windows.size(); ++w)
+        ws.push_back({with->window(windows[w]).tokens, with->window(windows[w]).rows, states.data() + w * with->window_floats()});
+      writer->add_document(info.id, with->document_text(i), with->token_offsets(i), ws);
+    }
+    writer->commit();
+  }
+  auto without = cache::CacheReader::open(without_path);
+  ASSERT_FALSE(with->token_words(0).empty());
+  EXPECT_TRUE(without->token_words(0).empty());
+  const std::vector<std::string> questions{"When was the lamp replaced?", "Who won the event seven times?"};
+  auto a = reader.ask(questions, *with), b = reader.ask(questions, *without);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t q = 0; q < a.size(); ++q) expect_same_answers(a[q], b[q], "q" + std::to_string(q));
+  std::filesystem::remove(with_path);
+  std::filesystem::remove(without_path);
 }
 
 TEST_F(ReaderTest, ImpossibleAnswerIsOffered) {

@@ -11,6 +11,8 @@
 //   /documents/token_span  int64 [D, 2]   range of the document's tokens in /tokens/char_offsets
 //   /documents/window_span int64 [D, 2]   range of the document's windows in /windows/*
 //   /tokens/char_offsets   int32 [T, 2]   per-token [begin, end) in code points of the document text
+//   /tokens/word           int32 [T]      per-token word index (answers align to whole words); -1 = not recorded.
+//                                         Optional: files written before it existed lack it
 //   /windows/token_span    int64 [W, 2]   document tokens [begin, end) of the window
 //   /windows/row_span      int64 [W, 2]   [first row, row count) of the window in /states/values
 //   /states/values         fp32|fp16|bf16|int8 [R, H]  ragged: only real rows, no padding
@@ -21,7 +23,7 @@
 // Thread safety: every HDF5 call in this library goes through one process-wide mutex, because a
 // libhdf5 built without --enable-threadsafe must never be entered by two threads, and a thread-safe one
 // takes a global lock anyway. A CacheReader's const members may be called from several threads at once.
-// Raw (unfiltered) datasets are read without HDF5 once open (see ReaderOptions::direct_reads), so such
+// Raw (unfiltered) datasets are read without HDF5 once open (see ReadOptions::direct_reads), so such
 // reads take no lock and run in parallel; gzip-compressed datasets go through H5Dread and overlap only in
 // dequantisation. A CacheWriter is used by one thread at a time.
 
@@ -95,8 +97,10 @@ class CacheWriter {
 
   // Appends a document. Throws std::invalid_argument for a duplicate or empty id, an empty text, no
   // tokens or windows, offsets or spans out of range, rows outside 1..document_block, non-finite states.
+  // token_words: the word index of each token (0-based, non-decreasing), which answers are aligned to; empty
+  // stores none, and readers then re-tokenize the document for it.
   void add_document(const std::string& id, const std::string& text, const std::vector<CharSpan>& token_offsets,
-                    const std::vector<WindowStates>& windows);
+                    const std::vector<WindowStates>& windows, const std::vector<int32_t>& token_words = {});
   // Marks the file complete, syncs it to disk and renames it to the final path (replacing any file there).
   void commit();
 
@@ -126,7 +130,7 @@ struct WindowInfo {
   int64_t rows = 0;      // real rows; read_windows zero-fills the rest of the document block
 };
 
-struct ReaderOptions {
+struct ReadOptions {
   // Threads that one large read_windows call spreads its windows over, the calling thread included; a call
   // uses one per MiB it reads at most, so small calls stay on the caller's thread. 0 = the hardware threads,
   // at most 8.
@@ -154,9 +158,9 @@ class CacheReader {
   // compared: windows carry their own spans and every dtype reads back as float32.
   static std::unique_ptr<CacheReader> open(const std::string& path, const CacheMetadata& expected);
   // Both of the above with options for how states are read; std::invalid_argument for negative read_threads.
-  static std::unique_ptr<CacheReader> open(const std::string& path, const ReaderOptions& options);
+  static std::unique_ptr<CacheReader> open(const std::string& path, const ReadOptions& options);
   static std::unique_ptr<CacheReader> open(const std::string& path, const CacheMetadata& expected,
-                                           const ReaderOptions& options);
+                                           const ReadOptions& options);
   ~CacheReader();
   CacheReader(const CacheReader&) = delete;
   CacheReader& operator=(const CacheReader&) = delete;
@@ -165,7 +169,7 @@ class CacheReader {
   int64_t num_documents() const;
   int64_t num_windows() const;
   int64_t num_shards() const;
-  // True when every shard's states (and int8 scales) are read without HDF5 (ReaderOptions::direct_reads).
+  // True when every shard's states (and int8 scales) are read without HDF5 (ReadOptions::direct_reads).
   bool direct_reads() const;
   std::vector<std::string> document_ids() const;
   // Document index of `id`; throws std::invalid_argument naming an unknown id.
@@ -175,6 +179,9 @@ class CacheReader {
   const WindowInfo& window(int64_t index) const;
   std::string document_text(int64_t index) const;
   std::vector<CharSpan> token_offsets(int64_t index) const;
+  // Word index of each token; empty when the cache does not record words (written without them, or before they
+  // were stored).
+  std::vector<int32_t> token_words(int64_t index) const;
 
   // Dequantises the given windows into out, laid out [windows.size(), document_block, hidden_size]
   // float32; rows past a window's real rows are zeros. Reads in file order whatever the request order.
