@@ -1,11 +1,10 @@
 """Hugging Face parity cases for XLNet (run on the GPU machine, where transformers and sentencepiece exist).
 
 Builds an XLNetForQuestionAnsweringSimple from the real xlnet-base-cased config with seeded random weights (HF's
-own initialisation, initializer_range 0.02, and a second copy at 0.2 so that attention is far from uniform),
-saves each with save_pretrained next to xlnet-base-cased's spiece.model, exports them with tools/deformer-export,
-and writes parity cases: HF's own tokenization of SQuAD dev (context, question) pairs in XLNet's QA order
+own initialisation, initializer_range 0.02), saves it with save_pretrained next to xlnet-base-cased's spiece.model,
+exports it with tools/deformer-export, and writes parity cases: HF's own tokenization of SQuAD dev (context, question) pairs in XLNet's QA order
 (`tokenizer(context, question, truncation="only_first", max_length=384, padding="max_length")`: window <sep>
-question <sep> <cls>, left-padded, segments 0/1/2 and 3 for padding) with HF's fp32 start/end logits.
+question <sep> <cls>, left-padded, segments 0/1/2; transformers 5 pads segments with 0, 4.x with 3) with HF's fp32 start/end logits.
 tests/parity_test.cpp then checks that the C++ full mode reproduces the ids, segments and logits
 (DEFORMER_PARITY_CASES), printing max |d logit| over real positions.
 
@@ -91,7 +90,10 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
 
-    variants = {"init002": 0.02, "init02": 0.2}
+    # The real config's initializer_range only. At 0.2 XLNet-base is numerically chaotic in fp32: the project's own
+    # eager model in fp32 and in fp64 on the same input differ by 2.6 in the logits (max |logit| 8.3; at 0.02 they
+    # agree to 9e-7), so no fp32 implementation can be held to 1e-4 of another there.
+    variants = {"init002": 0.02}
     models, dirs = {}, {}
     for name, init in variants.items():
         models[name], dirs[name] = make_checkpoint(args.data, args.work, name, args.seed, init)
