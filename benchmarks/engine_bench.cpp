@@ -35,9 +35,12 @@ std::shared_ptr<const Model> load_bench_model(int engine) {
   return Model::load(path, options);
 }
 
-// One model per engine variant, loaded on first use; nullptr where the variant does not apply (graphs on a CPU).
+// One model per engine variant, loaded on first use and released before main returns (a CUDA model outliving main
+// would be destroyed after the CUDA runtime).
+std::shared_ptr<const Model> models[3];
+
+// nullptr where the variant does not apply (graphs on a CPU).
 std::shared_ptr<const Model> bench_model(int engine) {
-  static std::shared_ptr<const Model> models[3];
   static const bool cuda = [] {
     const char* d = std::getenv("DEFORMER_BENCH_DEVICE");
     return d && std::string(d) == "cuda";
@@ -114,4 +117,11 @@ BENCHMARK(BM_Deformer)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  for (auto& m : models) m.reset();
+  return 0;
+}

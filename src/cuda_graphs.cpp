@@ -78,8 +78,8 @@ GraphCache::GraphCache() : impl_(std::make_unique<Impl>()) {}
 // graph's memory pool then throws from a destructor (std::terminate). At that point the process is exiting: the
 // graphs are left to the driver.
 GraphCache::~GraphCache() {
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) {
+  // cudaFree(nullptr) reaches the driver (cudaGetDevice may answer from the runtime's own state).
+  if (cudaFree(nullptr) != cudaSuccess) {
     (void)cudaGetLastError();
     for (auto& [key, g] : impl_->graphs) (void)g.graph.release();
   }
