@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# deformer-bench on the GPU machine (issue 6): CUDA build of only the targets needed, a BERT-base-shaped model
-# with random weights, fp16, k = 9, SQuAD v1.1 dev questions; batch 256 windows per upper-layer call and batch 1
-# (one question over its windows), each with the Hugging Face eager fp16 SDPA and the project's eager PyTorch
-# references and the FLOP rates. Expects the data mirror at .gpu/data (laid out like shared/data); writes JSON and
-# logs to $OUT (at most 8 files). Run from the repository root:  OUT=/tmp/out benchmarks/run_bench_gpu.sh
+# deformer-bench and engine_bench on the GPU machine (issue 6): CUDA build of the targets needed, BERT-base- and
+# XLNet-base-shaped models with random weights, fp16, SQuAD v1.1 dev questions. BERT at k = 9 with 256, 32 and 1
+# windows per upper-layer call (256 and 1 beside Hugging Face's eager fp16 SDPA model), XLNet at k = 8 with 256 and 1;
+# engine_bench runs the TorchScript methods, the native layers and the native layers with CUDA graphs side by side.
+# Expects the data mirror at .gpu/data (laid out like shared/data); writes JSON and a log to $OUT (at most 8 files).
+# Run from the repository root:  OUT=/tmp/out benchmarks/run_bench_gpu.sh
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -15,26 +16,35 @@ step() { echo "== $*" | tee -a "$LOG"; }
 source "$ROOT/tests/hf/gpu_env.sh"
 gpu_facts 2>&1 | tee -a "$LOG"
 
-step "configure and build: deformer-bench deformer-qa deformer-cache"
-gpu_build deformer-bench deformer-qa deformer-cache || exit 1
+step "configure and build: deformer-bench engine_bench"
+gpu_build deformer-bench engine_bench || exit 1
 
 SQUAD=$DEFORMER_DATA/squad/dev-v1.1.json
 if [ ! -f "$SQUAD" ]; then  # only the zip in the mirror: unpack it outside the tree
   python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$SQUAD.zip" /tmp/squad-dev
   SQUAD=/tmp/squad-dev/dev-v1.1.json
 fi
-MODEL=/tmp/bert-base-random.pt
-step "model: BERT-base shape, random weights"
-scripts/make-bench-model.sh "$MODEL" "$DEFORMER_DATA" 2>&1 | tee -a "$LOG"
+BERT=/tmp/bert-base-random.pt XLNET=/tmp/xlnet-base-random.pt
+step "models: BERT-base and XLNet-base shapes, random weights"
+scripts/make-bench-model.sh "$BERT" "$DEFORMER_DATA" 2>&1 | tee -a "$LOG"
+tools/deformer-export --random-init --config "$DEFORMER_DATA/configs/xlnet-base-cased-config.json" \
+  --spiece "$DEFORMER_DATA/tokenizers/xlnet-base-cased-spiece.model" --seed 0 --out "$XLNET" 2>&1 | tee -a "$LOG"
+
+step "engine_bench: engine 0 TorchScript methods, 1 native layers, 2 native layers + CUDA graphs"
+DEFORMER_BENCH_MODEL=$BERT DEFORMER_BENCH_DEVICE=cuda DEFORMER_BENCH_DTYPE=fp16 timeout 200 build-gpu/benchmarks/engine_bench \
+  --benchmark_min_time=0.3 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+  --benchmark_out="$OUT/engine-gpu-bert-base-fp16.json" --benchmark_out_format=json 2>&1 | grep -E "median|rror" | tee -a "$LOG"
 
 bench() {  # NAME ARGS...
   local name=$1; shift
   step "deformer-bench $name: $*"
-  timeout 150 build-gpu/tools/deformer-bench --model "$MODEL" --squad "$SQUAD" --device cuda --dtype fp16 --k 9 \
-    --cache-dtype fp16 --reference hf,eager --out "$OUT/bench-h100-$name.json" "$@" 2>&1 | tee -a "$LOG"
+  timeout 170 build-gpu/tools/deformer-bench --squad "$SQUAD" --device cuda --dtype fp16 --cache-dtype fp16 \
+    --out "$OUT/bench-gpu-$name.json" "$@" 2>&1 | tee -a "$LOG"
 }
-# Batch 256: about 4 groups of up to 256 (question, window) pairs; batch 1: one question at a time.
-bench bert-base-fp16-k9-batch256 --batch 256 --limit 1024 --repeats 3
-bench bert-base-fp16-k9-batch1 --batch 1 --limit 200 --repeats 3
+bench bert-base-fp16-k9-batch256 --model "$BERT" --k 9 --batch 256 --limit 1024 --repeats 3 --reference hf
+bench bert-base-fp16-k9-batch32 --model "$BERT" --k 9 --batch 32 --limit 256 --repeats 3
+bench bert-base-fp16-k9-batch1 --model "$BERT" --k 9 --batch 1 --limit 200 --repeats 3 --reference hf
+bench xlnet-base-fp16-k8-batch256 --model "$XLNET" --k 8 --batch 256 --limit 512 --repeats 3
+bench xlnet-base-fp16-k8-batch1 --model "$XLNET" --k 8 --batch 1 --limit 100 --repeats 3
 step done
 ls -la "$OUT" | tee -a "$LOG"
