@@ -1,4 +1,4 @@
-# libFuzzer target for the tokenizer, registered as a bounded CTest run. Only with a clang whose fuzzer
+# libFuzzer target for the tokenizers (WordPiece, and XLNet's when its model is in the data), registered as a bounded CTest run. Only with a clang whose fuzzer
 # runtime is installed (Debian: clang-14 + libclang-rt-14-dev); otherwise skipped with a message.
 find_program(DEFORMER_CLANGXX NAMES clang++-14 clang++)
 set(DEFORMER_FUZZ_FLAGS -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
@@ -18,23 +18,31 @@ if(DEFORMER_HAVE_LIBFUZZER)
   set(FUZZ_SOURCES
     ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/tokenizer_fuzz.cpp
     ${PROJECT_SOURCE_DIR}/src/tokenizer/wordpiece.cpp
+    ${PROJECT_SOURCE_DIR}/src/tokenizer/xlnet.cpp
+    ${PROJECT_SOURCE_DIR}/src/tokenizer/sentencepiece.cpp
     ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode.cpp)
   set(FUZZ_BIN ${CMAKE_CURRENT_BINARY_DIR}/fuzz/tokenizer_fuzz)
   file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz)
   add_custom_command(OUTPUT ${FUZZ_BIN}
     COMMAND ${DEFORMER_CLANGXX} ${DEFORMER_FUZZ_FLAGS} -I${PROJECT_SOURCE_DIR}/include -I${PROJECT_SOURCE_DIR}/src
-            ${FUZZ_SOURCES} -o ${FUZZ_BIN}
+            ${FUZZ_SOURCES} -ldl -o ${FUZZ_BIN}
     DEPENDS ${FUZZ_SOURCES} ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode_tables.inc
             ${PROJECT_SOURCE_DIR}/src/tokenizer/nfkd_table.inc ${PROJECT_SOURCE_DIR}/src/tokenizer/grapheme_table.inc
             ${PROJECT_SOURCE_DIR}/src/tokenizer/utf8.h ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode.h
+            ${PROJECT_SOURCE_DIR}/src/tokenizer/piece_vocabulary.h
             ${PROJECT_SOURCE_DIR}/include/deformer/tokenizer.h
     COMMENT "Building tokenizer_fuzz (clang, libFuzzer + ASan + UBSan)" VERBATIM)
   add_custom_target(tokenizer_fuzz ALL DEPENDS ${FUZZ_BIN})
   # Bounded: 30 s. New inputs go to the first corpus directory, in the build tree, so runs never write into
   # the committed seeds.
   file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus)
+  # The XLNet tokenizer is fuzzed too when xlnet-base-cased's SentencePiece model is in the data.
+  set(FUZZ_SPIECE "")
+  if(DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
+    set(FUZZ_SPIECE "${XLNET_SPIECE}")
+  endif()
   add_test(NAME tokenizer_fuzz
-    COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1
+    COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1 DEFORMER_FUZZ_SPIECE=${FUZZ_SPIECE}
             ${FUZZ_BIN} -max_total_time=30 -seed=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048
             -artifact_prefix=${CMAKE_CURRENT_BINARY_DIR}/fuzz-crash-
             ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds)
