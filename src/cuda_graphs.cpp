@@ -59,7 +59,6 @@ struct GraphCache::Impl {
       graph->capture_end();
       g.graph = std::move(graph);
     } catch (const std::exception& e) {
-      g.graph.reset();
       g.output = at::Tensor();
       if (!warned)
         std::cerr << "deformer: warning: CUDA graph capture of '" << key << "' failed, running it eagerly: "
