@@ -136,4 +136,39 @@ std::vector<TokenSpan> document_windows(int64_t num_tokens, int window, int stri
   return spans;
 }
 
+std::vector<std::vector<size_t>> plan_batches(const std::vector<std::array<int64_t, 2>>& lengths, int64_t max_rows,
+                                              int64_t call_cost) {
+  if (max_rows < 1) throw std::invalid_argument("max_rows must be at least 1, got " + std::to_string(max_rows));
+  if (call_cost < 0) throw std::invalid_argument("call_cost must not be negative, got " + std::to_string(call_cost));
+  const size_t n = lengths.size();
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (lengths[i][0] < 0 || lengths[i][1] < 0) throw std::invalid_argument("row " + std::to_string(i) + " has a negative length");
+    order[i] = i;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return lengths[a][0] + lengths[a][1] < lengths[b][0] + lengths[b][1];
+  });
+  // best[j]: the least cost of the first j sorted rows; cut[j]: where their last batch begins.
+  std::vector<int64_t> best(n + 1, 0);
+  std::vector<size_t> cut(n + 1, 0);
+  for (size_t j = 1; j <= n; ++j) {
+    int64_t longest0 = 0, longest1 = 0;
+    best[j] = -1;
+    for (size_t i = j; i > 0 && j - i < static_cast<size_t>(max_rows); --i) {
+      longest0 = std::max(longest0, lengths[order[i - 1]][0]);
+      longest1 = std::max(longest1, lengths[order[i - 1]][1]);
+      const int64_t cost = best[i - 1] + call_cost + static_cast<int64_t>(j - i + 1) * (longest0 + longest1);
+      if (best[j] < 0 || cost <= best[j]) {  // on a tie, the longer batch: fewer passes
+        best[j] = cost;
+        cut[j] = i - 1;
+      }
+    }
+  }
+  std::vector<std::vector<size_t>> batches;
+  for (size_t j = n; j > 0; j = cut[j]) batches.emplace_back(order.begin() + cut[j], order.begin() + j);
+  std::reverse(batches.begin(), batches.end());
+  return batches;
+}
+
 }  // namespace deformer

@@ -1,9 +1,12 @@
 #include "deformer/reader.h"
 
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <iostream>
 #include <map>
 #include <set>
@@ -162,21 +165,16 @@ std::vector<std::string> query_texts(const std::vector<Query>& queries) {
   return texts;
 }
 
-// Host int64 indices on `device`; on a GPU through pinned memory without blocking the host.
-at::Tensor indices_on(const std::vector<int64_t>& values, const c10::Device& device) {
-  auto host = torch::tensor(values, torch::kLong);
-  if (device.is_cpu()) return host;
-  return host.pin_memory().to(device, /*non_blocking=*/true);
-}
-
 }  // namespace
 
 std::vector<std::vector<Answer>> Reader::ask(const std::vector<Query>& queries, const std::vector<Document>& documents) const {
   return answer(query_texts(queries), documents, nullptr, query_scope(queries, documents));
 }
 
-std::vector<std::vector<Answer>> Reader::ask(const std::vector<Query>& queries, const cache::CacheReader& cache) const {
-  check_cache(cache);
+namespace {
+
+// The documents `queries` name in a cache (every cached document when one names none).
+std::vector<Document> named_documents(const std::vector<Query>& queries, const cache::CacheReader& cache) {
   std::vector<Document> documents;
   std::set<std::string> named;
   bool every = false;
@@ -189,15 +187,145 @@ std::vector<std::vector<Answer>> Reader::ask(const std::vector<Query>& queries, 
     documents.clear();
     for (int64_t i = 0; i < cache.num_documents(); ++i) documents.push_back({cache.document(i).id, cache.document_text(i)});
   }
+  return documents;
+}
+
+}  // namespace
+
+std::vector<std::vector<Answer>> Reader::ask(const std::vector<Query>& queries, const cache::CacheReader& cache) const {
+  check_cache(cache);
+  const auto documents = named_documents(queries, cache);
   return answer(query_texts(queries), documents, &cache, query_scope(queries, documents));
 }
 
+std::vector<std::vector<Answer>> Reader::ask(const std::vector<Query>& queries, const ResidentCache& resident) const {
+  check_cache(resident.cache());
+  const Model& held = resident.model();
+  if (device_of(held) != device_of(*model_) || dtype_of(held) != dtype_of(*model_))
+    throw std::invalid_argument("the resident cache is held on " + device_of(held).str() + " in " +
+                                std::string(c10::toString(dtype_of(held))) + "; this reader's model computes on " +
+                                device_of(*model_).str() + " in " + c10::toString(dtype_of(*model_)));
+  const auto documents = named_documents(queries, resident.cache());
+  return answer(query_texts(queries), documents, &resident.cache(), query_scope(queries, documents), &resident);
+}
+
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// ReaderOptions::on_phase: times consecutive phases, synchronising the device at each end; idle when unset.
+class PhaseClock {
+ public:
+  PhaseClock(const ReaderOptions& options, const c10::Device& device)
+      : report_(options.on_phase), device_(device), begin_(Clock::now()) {}
+  void end(const char* phase) {
+    if (!report_) return;
+    if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
+    const auto now = Clock::now();
+    report_(phase, std::chrono::duration<double>(now - begin_).count());
+    begin_ = now;
+  }
+
+ private:
+  const std::function<void(const char*, double)>& report_;
+  c10::Device device_;
+  Clock::time_point begin_;
+};
+
+// A cache's windows as host states, `rows` rows each: the stored fp16/bf16 values when the model computes in
+// that dtype (half the bytes, no conversion), float32 otherwise; pinned on a GPU so that the upload does not
+// block the host.
+at::Tensor read_states(const cache::CacheReader& cache, const std::vector<int64_t>& windows, int64_t rows,
+                       const Model& model) {
+  const auto stored = cache.metadata().state_dtype;
+  const auto compute = dtype_of(model);
+  const bool as_stored = (stored == cache::StateDType::kFloat16 && compute == c10::kHalf) ||
+                         (stored == cache::StateDType::kBFloat16 && compute == c10::kBFloat16);
+  auto host = torch::empty({static_cast<int64_t>(windows.size()), rows, cache.metadata().hidden_size},
+                           torch::TensorOptions(as_stored ? compute : c10::kFloat).pinned_memory(!device_of(model).is_cpu()));
+  if (as_stored) cache.read_windows_16bit(windows, rows, static_cast<uint16_t*>(host.data_ptr()));
+  else cache.read_windows(windows, rows, host.data_ptr<float>());
+  return host;
+}
+
+// One planned forward pass: its rows (indices into the caller's list) and the lengths they were padded to.
+struct Pass {
+  std::vector<size_t> rows;
+  int64_t first_length = 0, second_length = 0;
+};
+
+std::vector<Pass> plan_passes(const std::vector<std::array<int64_t, 2>>& lengths, int64_t max_rows, int64_t cost) {
+  std::vector<Pass> passes;
+  for (auto& rows : plan_batches(lengths, max_rows, cost)) {
+    Pass p;
+    for (size_t i : rows) {
+      p.first_length = std::max(p.first_length, lengths[i][0]);
+      p.second_length = std::max(p.second_length, lengths[i][1]);
+    }
+    p.rows = std::move(rows);
+    passes.push_back(std::move(p));
+  }
+  return passes;
+}
+
+// Logits of one pass copied to the host. On a GPU the copy does not wait; the last pass's copy does, which
+// (one stream) also waits for every earlier one, so the host waits once per call.
+at::Tensor logits_to_host(const at::Tensor& logits, bool last) {
+  if (logits.is_cpu()) return logits.contiguous();
+  auto host = torch::empty(logits.sizes(), torch::TensorOptions(logits.scalar_type()).pinned_memory(true));
+  host.copy_(logits, /*non_blocking=*/!last);
+  return host;
+}
+
+// Encodes the rows of `ids` ([n, block]) whose real lengths are `lengths` in planned passes, padded back to the
+// longest length into one [n, longest, H] tensor in the rows' order.
+at::Tensor encode_in_passes(const at::Tensor& ids, const std::vector<int64_t>& lengths, int64_t max_rows, int64_t cost,
+                            const std::function<at::Tensor(const at::Tensor&)>& encode) {
+  const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  std::vector<std::array<int64_t, 2>> l;
+  for (int64_t x : lengths) l.push_back({x, 0});
+  const auto passes = plan_passes(l, max_rows, cost);
+  if (passes.size() == 1) return encode(ids.slice(1, 0, longest));
+  at::Tensor out;
+  for (const auto& p : passes) {
+    auto index = indices_on(std::vector<int64_t>(p.rows.begin(), p.rows.end()), ids.device());
+    auto states = encode(ids.index_select(0, index).slice(1, 0, p.first_length));
+    if (!out.defined()) out = at::empty({ids.size(0), longest, states.size(2)}, states.options());
+    out.index_copy_(0, index, at::constant_pad_nd(states, {0, 0, 0, longest - p.first_length}));
+  }
+  return out;
+}
+
+}  // namespace
+
+struct ResidentCache::Impl {
+  const cache::CacheReader* cache = nullptr;
+  std::shared_ptr<const Model> model;
+  at::Tensor rows;                 // [R + 1, H]: every window's real rows in window order, then a zero row
+  std::vector<int64_t> first_row;  // per window, its first row in `rows`
+
+  // The windows' states as [windows.size(), length, H], rows past a window's real rows zero.
+  at::Tensor gather(const std::vector<int64_t>& windows, int64_t length) const {
+    const int64_t zero = rows.size(0) - 1;
+    std::vector<int64_t> index(windows.size() * length, zero);
+    for (size_t i = 0; i < windows.size(); ++i) {
+      const int64_t real = std::min(length, cache->window(windows[i]).rows);
+      for (int64_t r = 0; r < real; ++r) index[i * length + r] = first_row[windows[i]] + r;
+    }
+    return rows.index_select(0, indices_on(index, rows.device())).view({static_cast<int64_t>(windows.size()), length, rows.size(1)});
+  }
+};
+
 std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& questions, const std::vector<Document>& documents,
                                                 const cache::CacheReader* cache,
-                                                const std::vector<std::vector<size_t>>& scope) const {
+                                                const std::vector<std::vector<size_t>>& scope,
+                                                const ResidentCache* resident) const {
   const auto& c = model_->config();
   const auto& special = tokenizer_->special_tokens();
   const c10::Device device = device_of(*model_);
+  const int64_t pass_cost = options_.pass_cost_tokens >= 0 ? options_.pass_cost_tokens : device.is_cpu() ? 64 : 4096;
+  PhaseClock clock(options_, device);
   auto warn = [&](const std::string& message) {
     if (options_.warn) options_.warn(message);
     else std::cerr << "deformer: warning: " << message << std::endl;
@@ -222,15 +350,20 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
   std::set<std::string> ids;
   for (const auto& d : documents)
     if (!ids.insert(d.id).second) throw std::invalid_argument("duplicate document id '" + d.id + "'");
-  std::vector<PreparedDocument> docs(documents.size());
-  at::parallel_for(0, documents.size(), 4, [&](int64_t begin, int64_t end) {
-    for (int64_t d = begin; d < end; ++d)
-      docs[d] = cache ? prepare_cached_document(documents[d], *cache, *tokenizer_) : prepare_document(documents[d], *tokenizer_);
-  });
+  clock.end("tokenize");
   // asked[q][d]: question q is asked over document d.
-  std::vector<std::vector<char>> asked(questions.size(), std::vector<char>(docs.size(), scope.empty()));
+  std::vector<std::vector<char>> asked(questions.size(), std::vector<char>(documents.size(), scope.empty()));
   for (size_t q = 0; q < scope.size(); ++q)
     for (size_t d : scope[q]) asked[q][d] = 1;
+  auto prepare_documents = [&] {
+    std::vector<PreparedDocument> docs(documents.size());
+    at::parallel_for(0, documents.size(), 4, [&](int64_t begin, int64_t end) {
+      for (int64_t d = begin; d < end; ++d)
+        docs[d] = cache ? prepare_cached_document(documents[d], *cache, *tokenizer_) : prepare_document(documents[d], *tokenizer_);
+    });
+    clock.end("documents");
+    return docs;
+  };
 
   c10::InferenceMode inference;
   // outputs[q] holds question q's windows over its documents.
@@ -246,10 +379,41 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     out.scores.null_position = cls_position;
     outputs[q].push_back(std::move(out));
   };
+  // Where each row of a call's passes went: its pass and its row there.
+  struct Placed {
+    size_t pass = 0;
+    int64_t row = 0;
+  };
+  auto place = [](const std::vector<Pass>& passes, size_t n) {
+    std::vector<Placed> placed(n);
+    for (size_t p = 0; p < passes.size(); ++p)
+      for (size_t i = 0; i < passes[p].rows.size(); ++i) placed[passes[p].rows[i]] = {p, static_cast<int64_t>(i)};
+    return placed;
+  };
+  std::vector<PreparedDocument> docs;
 
   if (options_.mode == Mode::kDeformer) {
+    // Each question's lower layers once, whatever the number of windows; launched first, so that a GPU runs them
+    // while the host reads the documents' states.
+    std::vector<std::vector<int64_t>> q_rows;
+    std::vector<int> q_cls;
+    std::vector<int64_t> q_lengths;
+    for (const auto& q : q_ids) {
+      auto block = question_block(q, c.question_block, special, convention);
+      if (block.truncated)
+        warn("question of " + std::to_string(q.size()) + " tokens cut to the question block's " + std::to_string(c.question_block - 2));
+      q_lengths.push_back(std::min<int64_t>(q.size() + 2, c.question_block));
+      q_rows.push_back(std::move(block.input_ids));
+      q_cls.push_back(block.cls_position);
+    }
+    auto q_tensor = rows_to_tensor(q_rows, device);
+    auto q_states = encode_in_passes(q_tensor, q_lengths, options_.batch_size, pass_cost,
+                                     [&](const at::Tensor& x) { return engine::encode_questions(*model_, x, k_); });
+    clock.end("lower_layers");
+
     // The documents' windows and layer-k states do not depend on the questions: computed once, or read
     // from the cache.
+    docs = prepare_documents();
     std::vector<std::pair<size_t, TokenSpan>> windows;
     std::vector<int64_t> cached_windows;
     for (size_t d = 0; d < docs.size(); ++d) {
@@ -264,8 +428,9 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       }
     }
     // Real rows of a window's document block: its tokens and [SEP]. Blocks are cut after the longest real row
-    // of each batch, so short windows cost what their tokens cost, not the block's padding.
-    auto window_rows = [&](size_t w) { return windows[w].second.end - windows[w].second.begin + 1; };
+    // of each pass, so short windows cost what their tokens cost, not the block's padding.
+    std::vector<int64_t> w_rows;
+    for (const auto& [d, w] : windows) w_rows.push_back(w.end - w.begin + 1);
     std::vector<std::vector<int64_t>> d_rows;
     if (cache) {
       // The upper layers read document ids only for the key mask, and cached documents are not re-tokenized: a
@@ -273,7 +438,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       const int64_t pad = c.pad_token_id, filler = pad == 0 ? 1 : 0;
       for (size_t w = 0; w < windows.size(); ++w) {
         d_rows.emplace_back(c.document_block, pad);
-        std::fill(d_rows.back().begin(), d_rows.back().begin() + window_rows(w), filler);
+        std::fill(d_rows.back().begin(), d_rows.back().begin() + w_rows[w], filler);
       }
     } else {
       for (const auto& [d, w] : windows) {
@@ -282,83 +447,64 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       }
     }
     auto d_ids = rows_to_tensor(d_rows, device);
+    const int64_t d_longest = *std::max_element(w_rows.begin(), w_rows.end());
     at::Tensor d_states;
-    if (cache) {
-      // Only the longest window's rows; fp16/bf16 states as stored when the model computes in that dtype (half
-      // the bytes, no conversion); pinned host memory on a GPU so that the upload does not block the host.
-      int64_t longest = 1;
-      for (size_t w = 0; w < windows.size(); ++w) longest = std::max<int64_t>(longest, window_rows(w));
-      const auto stored = cache->metadata().state_dtype;
-      const auto compute = dtype_of(*model_);
-      const bool as_stored = (stored == cache::StateDType::kFloat16 && compute == c10::kHalf) ||
-                             (stored == cache::StateDType::kBFloat16 && compute == c10::kBFloat16);
-      auto host = torch::empty({int64_t(cached_windows.size()), longest, c.hidden_size},
-                               torch::TensorOptions(as_stored ? compute : c10::kFloat).pinned_memory(!device.is_cpu()));
-      if (as_stored) cache->read_windows_16bit(cached_windows, longest, static_cast<uint16_t*>(host.data_ptr()));
-      else cache->read_windows(cached_windows, longest, host.data_ptr<float>());
-      d_states = host.to(device, compute, /*non_blocking=*/true);
+    if (resident) {
+      d_states = resident->impl().gather(cached_windows, d_longest);
+      clock.end("cache_read");
+    } else if (cache) {
+      d_states = to_device(read_states(*cache, cached_windows, d_longest, *model_), device).to(dtype_of(*model_));
+      clock.end("cache_read");
     } else {
-      std::vector<at::Tensor> parts;
-      for (int64_t first = 0; first < d_ids.size(0); first += options_.batch_size) {
-        const int64_t last = std::min<int64_t>(first + options_.batch_size, d_ids.size(0));
-        int64_t longest = 1;
-        for (int64_t w = first; w < last; ++w) longest = std::max<int64_t>(longest, window_rows(w));
-        auto states = engine::encode_documents(*model_, d_ids.slice(0, first, last).slice(1, 0, longest), k_);
-        parts.push_back(at::constant_pad_nd(states, {0, 0, 0, c.document_block - longest}));
-      }
-      d_states = at::cat(parts);
+      d_states = encode_in_passes(d_ids, w_rows, options_.batch_size, pass_cost,
+                                  [&](const at::Tensor& x) { return engine::encode_documents(*model_, x, k_); });
+      clock.end("lower_layers");
     }
 
-    // Each question's lower layers once, whatever the number of windows.
-    std::vector<std::vector<int64_t>> q_rows;
-    std::vector<int> q_cls;
-    std::vector<int64_t> q_lengths;
-    for (const auto& q : q_ids) {
-      auto block = question_block(q, c.question_block, special, convention);
-      if (block.truncated)
-        warn("question of " + std::to_string(q.size()) + " tokens cut to the question block's " + std::to_string(c.question_block - 2));
-      q_lengths.push_back(std::min<int64_t>(q.size() + 2, c.question_block));
-      q_rows.push_back(std::move(block.input_ids));
-      q_cls.push_back(block.cls_position);
-    }
-    auto q_tensor = rows_to_tensor(q_rows, device);
-    const int64_t q_longest = *std::max_element(q_lengths.begin(), q_lengths.end());
-    q_tensor = q_tensor.slice(1, 0, q_longest);
-    auto q_states = engine::encode_questions(*model_, q_tensor, k_);
-
-    // Upper layers over (question, window) pairs in batches; the pair indices go to the device once.
+    // Upper layers over (question, window) pairs in planned passes; the pair indices go to the device once.
     std::vector<int64_t> pair_q, pair_w;
+    std::vector<std::array<int64_t, 2>> pair_lengths;
     for (size_t q = 0; q < questions.size(); ++q)
       for (size_t w = 0; w < windows.size(); ++w)
         if (asked[q][windows[w].first]) {
           pair_q.push_back(q);
           pair_w.push_back(w);
+          pair_lengths.push_back({q_lengths[q], w_rows[w]});
         }
-    auto qi_all = indices_on(pair_q, device), wi_all = indices_on(pair_w, device);
-    const int64_t pairs = pair_q.size();
-    for (int64_t first = 0; first < pairs; first += options_.batch_size) {
-      const int64_t count = std::min<int64_t>(options_.batch_size, pairs - first);
-      int64_t q_len = 1, d_len = 1;
-      for (int64_t i = first; i < first + count; ++i) {
-        q_len = std::max(q_len, q_lengths[pair_q[i]]);
-        d_len = std::max<int64_t>(d_len, window_rows(pair_w[i]));
+    const auto passes = plan_passes(pair_lengths, options_.batch_size, pass_cost);
+    std::vector<int64_t> order_q, order_w;
+    for (const auto& p : passes)
+      for (size_t i : p.rows) {
+        order_q.push_back(pair_q[i]);
+        order_w.push_back(pair_w[i]);
       }
+    auto qi_all = indices_on(order_q, device), wi_all = indices_on(order_w, device);
+    std::vector<at::Tensor> logits;
+    int64_t first = 0;
+    for (size_t p = 0; p < passes.size(); ++p) {
+      const int64_t count = passes[p].rows.size(), q_len = passes[p].first_length, d_len = passes[p].second_length;
       auto qi = qi_all.slice(0, first, first + count), wi = wi_all.slice(0, first, first + count);
-      auto logits = engine::answer_logits(*model_, q_states.slice(1, 0, q_len).index_select(0, qi),
-                                          q_tensor.slice(1, 0, q_len).index_select(0, qi),
-                                          d_states.slice(1, 0, d_len).index_select(0, wi),
-                                          d_ids.slice(1, 0, d_len).index_select(0, wi), k_);
-      auto cpu = logits.to(at::kCPU).contiguous();
-      // BERT rows are [question ; document], XLNet rows [document ; question].
-      const bool document_first = convention == Convention::kXLNet;
-      for (int64_t i = 0; i < count; ++i) {
-        const size_t w = pair_w[first + i];
-        keep(cpu, i, pair_q[first + i], windows[w].first, windows[w].second,
-             document_first ? 0 : static_cast<int>(q_len),
-             document_first ? static_cast<int>(d_len) + q_cls[pair_q[first + i]] : q_cls[pair_q[first + i]]);
-      }
+      first += count;
+      logits.push_back(logits_to_host(engine::answer_logits(*model_, q_states.slice(1, 0, q_len).index_select(0, qi),
+                                                             q_tensor.slice(1, 0, q_len).index_select(0, qi),
+                                                             d_states.slice(1, 0, d_len).index_select(0, wi),
+                                                             d_ids.slice(1, 0, d_len).index_select(0, wi), k_),
+                                       p + 1 == passes.size()));
+    }
+    clock.end("upper_layers");
+    // BERT rows are [question ; document], XLNet rows [document ; question]. Pairs are kept in their order, not
+    // the passes', so that answers do not depend on the plan.
+    const bool document_first = convention == Convention::kXLNet;
+    const auto placed = place(passes, pair_q.size());
+    for (size_t i = 0; i < pair_q.size(); ++i) {
+      const auto& pass = passes[placed[i].pass];
+      const size_t q = pair_q[i], w = pair_w[i];
+      keep(logits[placed[i].pass], placed[i].row, q, windows[w].first, windows[w].second,
+           document_first ? 0 : static_cast<int>(pass.first_length),
+           document_first ? static_cast<int>(pass.second_length) + q_cls[q] : q_cls[q]);
     }
   } else {
+    docs = prepare_documents();
     // Hugging Face's windowing per question (windows as long as the sequence allows, overlapping by
     // doc_stride tokens); the windows of all questions are batched together.
     struct Row {
@@ -380,33 +526,34 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
         if (asked[q][d])
           for (const auto& w : document_windows(docs[d].ids.size(), window, window - c.doc_stride)) rows_todo.push_back({q, d, w});
     }
-    for (size_t first = 0; first < rows_todo.size(); first += options_.batch_size) {
-      const size_t count = std::min<size_t>(options_.batch_size, rows_todo.size() - first);
-      int64_t longest = 0;
-      for (size_t i = 0; i < count; ++i) {
-        const auto& r = rows_todo[first + i];
-        longest = std::max<int64_t>(longest, int64_t(q_ids[r.q].size()) + (r.w.end - r.w.begin) + 3);
-      }
-      // Padded to the batch's longest row rather than max_seq_len: padding never changes real positions.
-      const int length = static_cast<int>(longest);
+    std::vector<std::array<int64_t, 2>> lengths;
+    for (const auto& r : rows_todo) lengths.push_back({int64_t(q_ids[r.q].size()) + (r.w.end - r.w.begin) + 3, 0});
+    const auto passes = plan_passes(lengths, options_.batch_size, pass_cost);
+    std::vector<at::Tensor> logits;
+    std::vector<std::vector<std::pair<int, int>>> places(passes.size());  // (context_begin, cls_position) of each row
+    for (size_t p = 0; p < passes.size(); ++p) {
+      // Padded to the pass's longest row rather than max_seq_len: padding never changes real positions.
+      const int length = static_cast<int>(passes[p].first_length);
       std::vector<std::vector<int64_t>> rows, types, masks;
-      std::vector<std::pair<int, int>> places;  // (context_begin, cls_position) of each row
-      for (size_t i = 0; i < count; ++i) {
-        const auto& r = rows_todo[first + i];
+      for (size_t i : passes[p].rows) {
+        const auto& r = rows_todo[i];
         std::vector<int64_t> tokens(docs[r.d].ids.begin() + r.w.begin, docs[r.d].ids.begin() + r.w.end);
         auto block = full_block(q_ids[r.q], tokens, length, c.max_question_len, special, convention);
         rows.push_back(std::move(block.input_ids));
         types.push_back(std::move(block.token_type_ids));
         masks.push_back(std::move(block.attention_mask));
-        places.emplace_back(block.context_begin, block.cls_position);
+        places[p].emplace_back(block.context_begin, block.cls_position);
       }
-      auto logits = engine::full_logits(*model_, rows_to_tensor(rows, device), rows_to_tensor(types, device),
-                                        rows_to_tensor(masks, device));
-      auto cpu = logits.to(at::kCPU).contiguous();
-      for (size_t i = 0; i < count; ++i) {
-        const auto& r = rows_todo[first + i];
-        keep(cpu, i, r.q, r.d, r.w, places[i].first, places[i].second);
-      }
+      logits.push_back(logits_to_host(engine::full_logits(*model_, rows_to_tensor(rows, device), rows_to_tensor(types, device),
+                                                          rows_to_tensor(masks, device)),
+                                      p + 1 == passes.size()));
+    }
+    clock.end("layers");
+    const auto placed = place(passes, rows_todo.size());
+    for (size_t i = 0; i < rows_todo.size(); ++i) {
+      const auto& r = rows_todo[i];
+      const auto& at = places[placed[i].pass][placed[i].row];
+      keep(logits[placed[i].pass], placed[i].row, r.q, r.d, r.w, at.first, at.second);
     }
   }
 
@@ -414,7 +561,55 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
   at::parallel_for(0, outputs.size(), 8, [&](int64_t begin, int64_t end) {
     for (int64_t q = begin; q < end; ++q) results[q] = pool_answers(outputs[q], docs, options_.decode);
   });
+  clock.end("decode");
   return results;
 }
+
+// ---------------------------------------------------------------------------------------------------
+// ResidentCache
+
+ResidentCache::ResidentCache(const cache::CacheReader& cache, std::shared_ptr<const Model> model)
+    : impl_(std::make_unique<Impl>()) {
+  if (!model) throw std::invalid_argument("ResidentCache needs a model");
+  if (cache.metadata().model_hash != model->content_hash())
+    throw std::invalid_argument("the cache was made by model " + cache.metadata().model_hash + ", not " + model->content_hash());
+  c10::InferenceMode inference;
+  const c10::Device device = device_of(*model);
+  const int64_t hidden = cache.metadata().hidden_size, n = cache.num_windows();
+  // Read in parts of about 64 MiB of rows, each uploaded and cut to its real rows on the device.
+  std::vector<at::Tensor> parts;
+  impl_->first_row.reserve(n);
+  int64_t total = 0;
+  for (int64_t w = 0; w < n;) {
+    std::vector<int64_t> windows;
+    int64_t longest = 1;
+    for (; w < n && static_cast<int64_t>(windows.size()) * cache.metadata().document_block * hidden < (int64_t(16) << 20); ++w) {
+      windows.push_back(w);
+      longest = std::max(longest, cache.window(w).rows);
+    }
+    std::vector<int64_t> real;
+    for (size_t i = 0; i < windows.size(); ++i) {
+      impl_->first_row.push_back(total);
+      for (int64_t r = 0; r < cache.window(windows[i]).rows; ++r) real.push_back(static_cast<int64_t>(i) * longest + r);
+      total += cache.window(windows[i]).rows;
+    }
+    auto states = to_device(read_states(cache, windows, longest, *model), device).to(dtype_of(*model)).view({-1, hidden});
+    parts.push_back(states.index_select(0, indices_on(real, device)));
+  }
+  parts.push_back(at::zeros({1, hidden}, at::TensorOptions(dtype_of(*model)).device(device)));
+  try {
+    impl_->rows = at::cat(parts);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("cannot hold the cache's " + std::to_string(total) + " rows on " + device.str() + ": " +
+                             e.what_without_backtrace());
+  }
+  impl_->cache = &cache;
+  impl_->model = std::move(model);
+}
+
+ResidentCache::~ResidentCache() = default;
+const cache::CacheReader& ResidentCache::cache() const { return *impl_->cache; }
+const Model& ResidentCache::model() const { return *impl_->model; }
+int64_t ResidentCache::bytes() const { return impl_->rows.numel() * impl_->rows.element_size(); }
 
 }  // namespace deformer

@@ -23,12 +23,26 @@ inline c10::ScalarType to_scalar_type(DType dtype) {
 
 inline c10::ScalarType dtype_of(const Model& model) { return to_scalar_type(model.options().dtype); }
 
+// A host tensor on `device`; on a GPU through pinned memory without waiting for the copy (LibTorch's pinned
+// allocator keeps the host block until the copy has run, so the host tensor may go out of scope).
+inline at::Tensor to_device(const at::Tensor& host, const c10::Device& device) {
+  if (device.is_cpu()) return host;
+  return (host.is_pinned() ? host : host.pin_memory()).to(device, /*non_blocking=*/true);
+}
+
 // Equal-length rows of ids as an int64 [rows, length] tensor on `device`.
 inline at::Tensor rows_to_tensor(const std::vector<std::vector<int64_t>>& rows, const c10::Device& device) {
   const int64_t n = rows.size(), len = rows.front().size();
-  auto t = torch::empty({n, len}, torch::kLong);
-  for (int64_t i = 0; i < n; ++i) std::copy(rows[i].begin(), rows[i].end(), t[i].data_ptr<int64_t>());
-  return t.to(device);
+  auto t = torch::empty({n, len}, torch::TensorOptions(torch::kLong).pinned_memory(!device.is_cpu()));
+  for (int64_t i = 0; i < n; ++i) std::copy(rows[i].begin(), rows[i].end(), t.data_ptr<int64_t>() + i * len);
+  return to_device(t, device);
+}
+
+// int64 values as a 1-d tensor on `device`.
+inline at::Tensor indices_on(const std::vector<int64_t>& values, const c10::Device& device) {
+  auto t = torch::empty({static_cast<int64_t>(values.size())}, torch::TensorOptions(torch::kLong).pinned_memory(!device.is_cpu()));
+  std::copy(values.begin(), values.end(), t.data_ptr<int64_t>());
+  return to_device(t, device);
 }
 
 }  // namespace deformer

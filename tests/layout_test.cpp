@@ -2,6 +2,10 @@
 
 #include "deformer/layout.h"
 
+#include <algorithm>
+#include <functional>
+#include <set>
+
 namespace deformer {
 namespace {
 
@@ -118,6 +122,93 @@ TEST(Layout, StrideMustBeSmallerThanTheWindow) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("smaller than the window of 292"), std::string::npos);
   }
+}
+
+// The cost plan_batches minimises: each batch pads its rows to its longest in each part, plus call_cost.
+int64_t plan_cost(const std::vector<std::array<int64_t, 2>>& lengths, const std::vector<std::vector<size_t>>& batches,
+                  int64_t call_cost) {
+  int64_t cost = 0;
+  for (const auto& b : batches) {
+    int64_t a = 0, c = 0;
+    for (size_t i : b) {
+      a = std::max(a, lengths[i][0]);
+      c = std::max(c, lengths[i][1]);
+    }
+    cost += call_cost + static_cast<int64_t>(b.size()) * (a + c);
+  }
+  return cost;
+}
+
+// The least cost over every partition of the rows into batches of at most max_rows (exhaustive, for few rows).
+int64_t brute_force_cost(const std::vector<std::array<int64_t, 2>>& lengths, int64_t max_rows, int64_t call_cost) {
+  int64_t best = -1;
+  std::vector<std::vector<size_t>> batches;
+  std::function<void(size_t)> place = [&](size_t i) {
+    if (i == lengths.size()) {
+      const int64_t c = plan_cost(lengths, batches, call_cost);
+      if (best < 0 || c < best) best = c;
+      return;
+    }
+    for (size_t b = 0; b < batches.size(); ++b)  // by index: deeper calls grow `batches`
+      if (static_cast<int64_t>(batches[b].size()) < max_rows) {
+        batches[b].push_back(i);
+        place(i + 1);
+        batches[b].pop_back();
+      }
+    batches.push_back({i});
+    place(i + 1);
+    batches.pop_back();
+  };
+  place(0);
+  return best;
+}
+
+TEST(Layout, PlanBatchesCoversEveryRowOnceWithinMaxRows) {
+  std::vector<std::array<int64_t, 2>> lengths;
+  for (int i = 0; i < 200; ++i) lengths.push_back({10 + (i * 7) % 23, 40 + (i * 37) % 250});
+  for (int64_t max_rows : {1, 16, 64, 256})
+    for (int64_t call_cost : {0, 64, 4096}) {
+      const auto batches = plan_batches(lengths, max_rows, call_cost);
+      std::vector<int> seen(lengths.size(), 0);
+      for (const auto& b : batches) {
+        EXPECT_FALSE(b.empty());
+        EXPECT_LE(static_cast<int64_t>(b.size()), max_rows);
+        for (size_t i : b) ++seen[i];
+      }
+      EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), static_cast<long>(lengths.size())) << max_rows << " " << call_cost;
+    }
+  EXPECT_TRUE(plan_batches({}, 8, 0).empty());
+}
+
+TEST(Layout, PlanBatchesIsOptimalForOnePart) {
+  // With one part, some best partition is contiguous in length order, so the exhaustive search checks the cuts.
+  const std::vector<std::vector<int64_t>> cases = {{5, 90, 91, 7, 300, 88, 6}, {100, 100, 100, 100, 1, 2, 3},
+                                                   {320, 12, 160, 161, 40, 41, 42}};
+  for (const auto& c : cases) {
+    std::vector<std::array<int64_t, 2>> lengths;
+    for (int64_t l : c) lengths.push_back({l, 0});
+    for (int64_t max_rows : {2, 3, 7})
+      for (int64_t call_cost : {0, 30, 200, 5000}) {
+        const auto batches = plan_batches(lengths, max_rows, call_cost);
+        EXPECT_EQ(plan_cost(lengths, batches, call_cost), brute_force_cost(lengths, max_rows, call_cost))
+            << "max_rows " << max_rows << " call_cost " << call_cost;
+      }
+  }
+}
+
+TEST(Layout, PlanBatchesTradesPaddingAgainstCalls) {
+  const std::vector<std::array<int64_t, 2>> lengths = {{20, 300}, {20, 60}, {20, 300}, {20, 60}};
+  // Free calls: no padding at all, so the two lengths go apart.
+  auto apart = plan_batches(lengths, 4, 0);
+  ASSERT_EQ(apart.size(), 2u);
+  EXPECT_EQ(std::set<size_t>(apart[0].begin(), apart[0].end()), (std::set<size_t>{1, 3}));
+  // A call dearer than the padding (2 x 240 tokens): one batch.
+  EXPECT_EQ(plan_batches(lengths, 4, 1000).size(), 1u);
+  // max_rows still bounds the batch.
+  EXPECT_EQ(plan_batches(lengths, 2, 1000).size(), 2u);
+  EXPECT_THROW(plan_batches(lengths, 0, 0), std::invalid_argument);
+  EXPECT_THROW(plan_batches(lengths, 4, -1), std::invalid_argument);
+  EXPECT_THROW(plan_batches({{-1, 0}}, 4, 0), std::invalid_argument);
 }
 
 }  // namespace

@@ -262,6 +262,68 @@ TEST_F(ReaderTest, CacheWithoutWordIndicesAnswersTheSame) {
   std::filesystem::remove(without_path);
 }
 
+// Splitting a call into passes by length (pass_cost_tokens) changes the padding, never the answers.
+TEST_F(ReaderTest, PassPlanDoesNotChangeAnswers) {
+  const std::vector<std::string> questions{"Who won the event seven times?", "What was built in 1952?",
+                                           "How long does bulk fermentation last, and at what temperature does it work best?"};
+  for (Mode mode : {Mode::kDeformer, Mode::kFull}) {
+    ReaderOptions one_pass, by_length;
+    one_pass.mode = by_length.mode = mode;
+    one_pass.batch_size = by_length.batch_size = 64;
+    one_pass.pass_cost_tokens = 1 << 30;  // a pass dearer than any padding: one pass per call
+    by_length.pass_cost_tokens = 0;       // no padding at all
+    one_pass.decode.top_k = by_length.decode.top_k = 3;
+    std::vector<std::string> phases;
+    by_length.on_phase = [&](const char* phase, double seconds) {
+      EXPECT_GE(seconds, 0.0);
+      phases.push_back(phase);
+    };
+    auto a = Reader(model_, one_pass).ask(questions, docs_);
+    auto b = Reader(model_, by_length).ask(questions, docs_);
+    for (size_t q = 0; q < questions.size(); ++q) expect_same_answers(a[q], b[q], std::string(to_string(mode)) + " q" + std::to_string(q));
+    const std::vector<std::string> expected =
+        mode == Mode::kFull ? std::vector<std::string>{"tokenize", "documents", "layers", "decode"}
+                            : std::vector<std::string>{"tokenize", "lower_layers", "documents", "lower_layers", "upper_layers", "decode"};
+    EXPECT_EQ(phases, expected) << to_string(mode);
+  }
+}
+
+// A cache held on the model's device (here the CPU) answers as the file does, and names the phase it replaces.
+TEST_F(ReaderTest, ResidentCacheAnswersAsTheFile) {
+  const std::string path = (std::filesystem::temp_directory_path() / ("reader-resident-" + std::to_string(::getpid()) + ".h5")).string();
+  {
+    CacheBuildOptions build;
+    build.dtype = cache::StateDType::kFloat16;  // converted to the model's fp32 on the way in
+    CacheBuilder builder(model_, path, build);
+    for (const auto& d : docs_) builder.add(d);
+    builder.commit();
+  }
+  ReaderOptions o;
+  o.batch_size = 4;
+  o.decode.top_k = 3;
+  std::vector<std::string> phases;
+  o.on_phase = [&](const char* phase, double) { phases.push_back(phase); };
+  Reader reader(model_, o);
+  auto cache = cache::CacheReader::open(path, expected_cache_metadata(*model_, reader.split_layer()));
+  ResidentCache resident(*cache, model_);
+  int64_t rows = 0;
+  for (int64_t w = 0; w < cache->num_windows(); ++w) rows += cache->window(w).rows;
+  EXPECT_EQ(resident.bytes(), (rows + 1) * model_->config().hidden_size * 4);
+  const std::vector<Query> queries{{"When was the lamp replaced?", {"lighthouse"}},
+                                   {"Who won the event seven times?", {"all", "bread"}},
+                                   {"How long does bulk fermentation last?", {}}};
+  auto from_file = reader.ask(queries, *cache);
+  phases.clear();
+  auto held = reader.ask(queries, resident);
+  for (size_t q = 0; q < queries.size(); ++q) expect_same_answers(from_file[q], held[q], "q" + std::to_string(q));
+  EXPECT_EQ(phases, (std::vector<std::string>{"tokenize", "lower_layers", "documents", "cache_read", "upper_layers", "decode"}));
+  EXPECT_THROW(reader.ask(std::vector<Query>{{"Who?", {"nope"}}}, resident), std::invalid_argument);
+  ReaderOptions other;
+  other.k = reader.split_layer() - 1;
+  EXPECT_THROW(Reader(model_, other).ask(queries, resident), std::invalid_argument);
+  std::filesystem::remove(path);
+}
+
 TEST_F(ReaderTest, ImpossibleAnswerIsOffered) {
   ReaderOptions o;
   o.decode.handle_impossible_answer = true;

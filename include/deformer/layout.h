@@ -8,6 +8,7 @@
 //          XLNetTokenizer writes them.
 // Padding uses SpecialTokens::pad for XLNet and id 0 for BERT.
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -56,5 +57,14 @@ struct TokenSpan {
   int64_t end = 0;
 };
 std::vector<TokenSpan> document_windows(int64_t num_tokens, int window, int stride);
+
+// Batches by length. Row i has a real length in each of two parts (a question block and a document block are
+// padded separately; single-part rows give 0 for the second), and a batch pads every row to its longest in each
+// part. Splits the rows into batches of at most max_rows that minimise the padded tokens plus `call_cost` tokens
+// per batch (what a forward pass costs beyond its tokens): rows sorted by length, then an exact dynamic program
+// over the cuts. Returns row indices, batch by batch, shortest batch first; every row appears once. Throws
+// std::invalid_argument for max_rows < 1, a negative call_cost or a negative length.
+std::vector<std::vector<size_t>> plan_batches(const std::vector<std::array<int64_t, 2>>& lengths, int64_t max_rows,
+                                              int64_t call_cost);
 
 }  // namespace deformer

@@ -27,6 +27,7 @@ class Tokenizer;
 namespace cache {
 class CacheReader;
 }
+class ResidentCache;
 
 enum class Mode { kDeformer, kFull };
 const char* to_string(Mode mode);
@@ -36,10 +37,20 @@ Mode parse_mode(const std::string& text);
 struct ReaderOptions {
   Mode mode = Mode::kDeformer;  // decomposed (DeFormer) or standard full-attention BERT
   int k = -1;                   // split layer in deformer mode; -1 picks num_layers * 3 / 4 (9 of 12, the paper's)
-  int batch_size = 32;          // windows per forward pass
+  int batch_size = 32;          // most windows per forward pass
+  // What one forward pass costs beyond its tokens, in tokens: a call's rows are sorted by length and split into
+  // passes that minimise padded tokens plus this per pass (deformer/layout.h plan_batches). -1: 4096 on a GPU
+  // (small passes waste its width), 64 on the CPU (padding is the waste there).
+  int pass_cost_tokens = -1;
   DecodeOptions decode;         // answer decoding semantics and limits
   // Receives warnings (a question cut to the question block); nullptr prints them to stderr.
   std::function<void(const std::string&)> warn;
+  // Profiling: called on the asking thread with each phase of a call and its seconds: "tokenize", "documents"
+  // (tokenizing them, or their tokens from the cache), "cache_read" (states read and uploaded, or gathered on the
+  // device), "lower_layers", "upper_layers" (full mode: "layers"; both with the logits' copy to the host) and
+  // "decode". The device is synchronised at the end of each phase so that the phases add up to the call, which
+  // costs GPU calls their overlap; unset (the default), nothing is timed.
+  std::function<void(const char* phase, double seconds)> on_phase;
 };
 
 struct Document {
@@ -86,6 +97,9 @@ class Reader {
   // The same over cached documents: only the documents the queries name are read (every cached document when a
   // query names none).
   std::vector<std::vector<Answer>> ask(const std::vector<Query>& queries, const cache::CacheReader& cache) const;
+  // The same over a cache whose states are held on the model's device (see ResidentCache). Also throws
+  // std::invalid_argument when `resident` was made for a model on another device or in another dtype.
+  std::vector<std::vector<Answer>> ask(const std::vector<Query>& queries, const ResidentCache& resident) const;
 
   const ReaderOptions& options() const { return options_; }
   int split_layer() const { return k_; }
@@ -95,13 +109,40 @@ class Reader {
   // scope[q] lists the documents question q is asked over; an empty scope asks every question over every document.
   std::vector<std::vector<Answer>> answer(const std::vector<std::string>& questions,
                                           const std::vector<Document>& documents, const cache::CacheReader* cache,
-                                          const std::vector<std::vector<size_t>>& scope = {}) const;
+                                          const std::vector<std::vector<size_t>>& scope = {},
+                                          const ResidentCache* resident = nullptr) const;
   void check_cache(const cache::CacheReader& cache) const;
 
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   ReaderOptions options_;
   int k_ = 0;
+};
+
+// A cache's states held on a model's device, for serving a corpus from GPU memory: deformer mode then gathers each
+// call's windows there instead of reading them from the file and uploading them per call. Made once, reading every
+// window; holds every real row in the model's compute dtype (BERT-base fp16: 1.5 KB a row; SQuAD v1.1 dev's
+// 2,067 paragraphs at k=9 about 0.5 GB). `cache` must outlive it: document texts and tokens still come from there.
+// Immutable once made: any number of threads may ask over one.
+class ResidentCache {
+ public:
+  // Throws std::invalid_argument for a cache of another model (as Reader::ask does) and std::runtime_error when
+  // the device cannot hold it or a read fails.
+  ResidentCache(const cache::CacheReader& cache, std::shared_ptr<const Model> model);
+  ~ResidentCache();
+  ResidentCache(const ResidentCache&) = delete;
+  ResidentCache& operator=(const ResidentCache&) = delete;
+
+  const cache::CacheReader& cache() const;
+  const Model& model() const;
+  // Device bytes the states take.
+  int64_t bytes() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace deformer

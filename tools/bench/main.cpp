@@ -62,7 +62,8 @@ struct BenchArgs {
   std::vector<int> ks{-1};           // split layers for deformer mode; -1 = 3/4 of the layers
   std::string k_sweep;               // "a..b": every k from a to b instead of --k
   int batch = 8;                     // (question, window) pairs per upper-layer call
-  std::vector<std::string> modes{"full", "deformer"};
+  int pass_cost = -1;                // ReaderOptions::pass_cost_tokens; -1 = the reader's default for the device
+  std::vector<std::string> modes{"full", "deformer"};  // and "resident": deformer mode over a ResidentCache
   int repeats = 3;                   // timed passes over the workload after one untimed pass
   std::vector<std::string> references;  // eager, hf
   std::string cache_dtype = "fp32";  // storage dtype of the cache deformer mode reads
@@ -70,7 +71,7 @@ struct BenchArgs {
   std::string out;                   // JSON file; default stdout unless it is a terminal
   bool json_stdout = false;          // JSON on stdout even on a terminal
   std::string python;                // interpreter for the references; default $DEFORMER_PYTHON or /usr/bin/python3
-  // Internal: the child's task ("build", "full", "deformer") and its split layer.
+  // Internal: the child's task ("build", "full", "deformer", "resident") and its split layer.
   std::string child;
   int child_k = -1;
 };
@@ -341,12 +342,15 @@ json matmul_peak(const Model& model) {
 }
 
 // Full or deformer mode over the workload: one untimed pass, then `repeats` timed passes; per group the median.
+// Then one more pass with the reader's phases timed (ReaderOptions::on_phase), for where the time goes.
 json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const Model> model) {
-  const bool deformer = args.child == "deformer";
+  const bool held = args.child == "resident";
+  const bool deformer = args.child == "deformer" || held;
   const auto& c = model->config();
   ReaderOptions o;
   o.mode = deformer ? Mode::kDeformer : Mode::kFull;
   o.k = args.child_k;
+  o.pass_cost_tokens = args.pass_cost;
   o.decode.decoding = Decoding::kSquad;
   o.warn = [](const std::string&) {};
   Reader probe(model, o);
@@ -359,6 +363,14 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
   const int k = reader.split_layer();
   std::unique_ptr<cache::CacheReader> cache;
   if (deformer) cache = cache::CacheReader::open(cache_path(args, k), expected_cache_metadata(*model, k));
+  std::unique_ptr<ResidentCache> resident;
+  json resident_info;
+  if (held) {
+    const auto begin = Clock::now();
+    resident = std::make_unique<ResidentCache>(*cache, model);
+    synchronize(*model);
+    resident_info = {{"bytes", resident->bytes()}, {"seconds_to_load", seconds_since(begin)}};
+  }
 
   std::vector<std::vector<Query>> queries(groups.size());
   for (size_t g = 0; g < groups.size(); ++g)
@@ -378,10 +390,13 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
     }
   std::vector<std::vector<double>> times(groups.size());
   std::vector<std::string> answers(w.questions.size());
+  auto ask = [&](const Reader& r, size_t g) {
+    return held ? r.ask(queries[g], *resident) : deformer ? r.ask(queries[g], *cache) : r.ask(queries[g], group_docs[g]);
+  };
   for (int pass = 0; pass <= args.repeats; ++pass)
     for (size_t g = 0; g < groups.size(); ++g) {
       const auto begin = Clock::now();
-      auto result = deformer ? reader.ask(queries[g], *cache) : reader.ask(queries[g], group_docs[g]);
+      auto result = ask(reader, g);
       synchronize(*model);
       const double s = seconds_since(begin);
       if (pass > 0) times[g].push_back(s);
@@ -389,6 +404,13 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
     }
   const auto cuda_after = cuda_allocated(*model);
   const int64_t rss_peak = proc_status_bytes("VmHWM:");
+  std::map<std::string, double> phases;
+  {
+    ReaderOptions po = o;
+    po.on_phase = [&](const char* phase, double seconds) { phases[phase] += seconds * 1e3; };
+    Reader profiled(model, po);
+    for (size_t g = 0; g < groups.size(); ++g) ask(profiled, g);
+  }
 
   std::vector<double> group_time(groups.size()), latencies;
   double total = 0, flops = 0;
@@ -411,6 +433,7 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
     }
   }
   json r = {{"mode", deformer ? "deformer" : "full"},
+            {"states", held ? "resident" : deformer ? "file" : "computed"},
             {"questions", w.questions.size()},
             {"windows", windows},
             {"groups", groups.size()},
@@ -423,12 +446,17 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
             {"achieved_tflop_s", flops / total / 1e12},
             {"rss_after_load_bytes", rss_before},
             {"rss_peak_bytes", rss_peak},
-            {"question_time_rss_bytes", rss_peak - rss_before}};
+            {"question_time_rss_bytes", rss_peak - rss_before},
+            {"phases_ms_per_pass", phases},
+            {"phases_note", "one more pass with the device synchronised after each phase (ReaderOptions::on_phase)"}};
+  if (held) r["resident"] = resident_info;
   if (cuda_after.first >= 0)
     r["cuda"] = {{"peak_allocated_bytes", cuda_after.first}, {"allocated_after_load_bytes", cuda_before.second},
                  {"question_time_peak_bytes", cuda_after.first - cuda_before.second}};
   if (deformer) {
     r["k"] = k;
+  }
+  if (deformer && !held) {
     // The cache's share: the same windows read again per group (the file is in the page cache by now).
     std::vector<double> reads;
     std::vector<float> buffer;
@@ -525,7 +553,8 @@ std::string run_capture(const std::vector<std::string>& argv, const std::vector<
 std::vector<std::string> child_argv(const BenchArgs& args, const std::string& task, int k) {
   std::vector<std::string> a{self_executable(), "--model", args.model.model, "--device", args.model.device, "--dtype",
                              args.model.dtype, "--threads", std::to_string(args.model.threads), "--squad", args.squad,
-                             "--limit", std::to_string(args.limit), "--batch", std::to_string(args.batch), "--repeats",
+                             "--limit", std::to_string(args.limit), "--batch", std::to_string(args.batch),
+                             "--pass-cost", std::to_string(args.pass_cost), "--repeats",
                              std::to_string(args.repeats), "--cache-dtype", args.cache_dtype, "--work", args.work,
                              "--child", task, "--child-k", std::to_string(k)};
   return a;
@@ -612,13 +641,27 @@ void print_table(const json& r, std::ostream& os) {
        << (x.contains("cuda") ? x["cuda"].value("question_time_peak_bytes", 0) : x.value("question_time_rss_bytes", 0)) / 1e6
        << "\n";
   };
-  for (const auto& x : r["runs"]) row(x["mode"].get<std::string>() + (x.contains("k") ? " k=" + std::to_string(x["k"].get<int>()) : ""), x);
+  for (const auto& x : r["runs"])
+    row(x["mode"].get<std::string>() + (x.contains("k") ? " k=" + std::to_string(x["k"].get<int>()) : "") +
+            (x.value("states", "") == "resident" ? " resident" : ""),
+        x);
   for (const auto& x : r["references"]) {
     if (x.value("available", false)) row("ref " + x["reference"].get<std::string>(), x);
     else os << "ref " << x["reference"].get<std::string>() << ": unavailable (" << x.value("reason", "") << ")\n";
   }
   for (const auto& [name, value] : r["ratios"].items()) os << "  " << name << ": " << std::setprecision(2) << value.get<double>() << "x\n";
   for (const auto& b : r["cache_build"]) os << "  cache build k=" << b["k"] << ": " << std::setprecision(1) << b["windows_per_s"].get<double>() << " windows/s\n";
+  for (const auto& x : r["runs"]) {
+    os << "  phases of " << x["mode"].get<std::string>() << (x.contains("k") ? " k=" + std::to_string(x["k"].get<int>()) : "")
+       << (x.value("states", "") == "resident" ? " resident" : "") << " (ms per pass):";
+    for (const char* phase : {"tokenize", "lower_layers", "documents", "cache_read", "upper_layers", "layers", "decode"})
+      if (x["phases_ms_per_pass"].contains(phase))
+        os << " " << phase << " " << std::setprecision(1) << x["phases_ms_per_pass"][phase].get<double>();
+    os << "\n";
+    if (x.contains("resident"))
+      os << "  resident cache: " << std::setprecision(0) << x["resident"]["bytes"].get<double>() / 1e6 << " MB on the device, loaded in "
+         << std::setprecision(2) << x["resident"]["seconds_to_load"].get<double>() << " s\n";
+  }
   for (const auto& x : r["runs"])
     if (x.contains("cache_read"))
       os << "  cache read k=" << x["k"] << ": " << std::setprecision(1) << x["cache_read"]["us_per_window"].get<double>()
@@ -634,7 +677,8 @@ int run(BenchArgs& args) {
   if (args.limit < 1) throw std::invalid_argument("--limit must be at least 1");
   cache::parse_state_dtype(args.cache_dtype);
   for (const auto& m : args.modes)
-    if (m != "full" && m != "deformer") throw std::invalid_argument("unknown mode '" + m + "' (expected full or deformer)");
+    if (m != "full" && m != "deformer" && m != "resident")
+      throw std::invalid_argument("unknown mode '" + m + "' (expected full, deformer or resident)");
   for (const auto& r : args.references)
     if (r != "eager" && r != "hf") throw std::invalid_argument("unknown reference '" + r + "' (expected eager or hf)");
   if (args.squad.empty()) args.squad = default_squad();
@@ -644,7 +688,7 @@ int run(BenchArgs& args) {
     auto model = Model::load(args.model.model, load);
     json r;
     if (args.child == "build") r = child_build(args, workload, model);
-    else if (args.child == "full" || args.child == "deformer") r = child_mode(args, workload, model);
+    else if (args.child == "full" || args.child == "deformer" || args.child == "resident") r = child_mode(args, workload, model);
     else throw std::invalid_argument("unknown child task '" + args.child + "'");
     if (args.child == "deformer") r["matmul_peak"] = matmul_peak(*model);
     std::cout << r.dump() << std::endl;
@@ -699,6 +743,7 @@ int run(BenchArgs& args) {
   if (random) report["note"] = "random weights: speed and memory only, answers are meaningless";
 
   const bool want_deformer = std::find(args.modes.begin(), args.modes.end(), "deformer") != args.modes.end();
+  const bool want_resident = std::find(args.modes.begin(), args.modes.end(), "resident") != args.modes.end();
   const bool want_full = std::find(args.modes.begin(), args.modes.end(), "full") != args.modes.end();
   json full_run, matmul;
   if (want_full) {
@@ -706,16 +751,24 @@ int run(BenchArgs& args) {
     full_run = run_child(args, "full", -1);
     report["runs"].push_back(full_run);
   }
-  if (want_deformer)
+  if (want_deformer || want_resident)
     for (int k : ks) {
       std::cerr << "deformer-bench: cache build k=" << k << std::endl;
       report["cache_build"].push_back(run_child(args, "build", k));
-      std::cerr << "deformer-bench: deformer mode k=" << k << std::endl;
-      json run = run_child(args, "deformer", k);
-      matmul = run["matmul_peak"];
-      run.erase("matmul_peak");
-      run["upper_layers"]["fraction_of_matmul_peak"] = run["upper_layers"]["tflop_s"].get<double>() / matmul["tflop_s"].get<double>();
-      report["runs"].push_back(run);
+      if (want_deformer) {
+        std::cerr << "deformer-bench: deformer mode k=" << k << std::endl;
+        json run = run_child(args, "deformer", k);
+        matmul = run["matmul_peak"];
+        run.erase("matmul_peak");
+        run["upper_layers"]["fraction_of_matmul_peak"] = run["upper_layers"]["tflop_s"].get<double>() / matmul["tflop_s"].get<double>();
+        report["runs"].push_back(run);
+      }
+      if (want_resident) {
+        std::cerr << "deformer-bench: deformer mode k=" << k << ", cache resident on the device" << std::endl;
+        json run = run_child(args, "resident", k);
+        run.erase("matmul_peak");
+        report["runs"].push_back(run);
+      }
     }
   if (!matmul.is_null()) report["matmul_peak"] = matmul;
   if (!args.references.empty()) {
@@ -727,14 +780,14 @@ int run(BenchArgs& args) {
   }
   for (const auto& r : report["runs"]) {
     if (r["mode"] != "deformer") continue;
-    const std::string k = std::to_string(r["k"].get<int>());
+    const std::string k = (r["states"] == "resident" ? "resident_k" : "k") + std::to_string(r["k"].get<int>());
     const double qps = r["questions_per_s"].get<double>();
-    if (!full_run.is_null()) report["ratios"]["deformer_k" + k + "_vs_full"] = qps / full_run["questions_per_s"].get<double>();
+    if (!full_run.is_null()) report["ratios"]["deformer_" + k + "_vs_full"] = qps / full_run["questions_per_s"].get<double>();
     for (const auto& ref : report["references"])
       if (ref.value("available", false))
-        report["ratios"]["deformer_k" + k + "_vs_" + ref["reference"].get<std::string>()] = qps / ref["questions_per_s"].get<double>();
+        report["ratios"]["deformer_" + k + "_vs_" + ref["reference"].get<std::string>()] = qps / ref["questions_per_s"].get<double>();
     if (!full_run.is_null())
-      report["ratios"]["deformer_k" + k + "_question_memory_vs_full"] =
+      report["ratios"]["deformer_" + k + "_question_memory_vs_full"] =
           r.contains("cuda") ? double(r["cuda"]["question_time_peak_bytes"].get<int64_t>()) / full_run["cuda"]["question_time_peak_bytes"].get<int64_t>()
                              : double(r["question_time_rss_bytes"].get<int64_t>()) / full_run["question_time_rss_bytes"].get<int64_t>();
   }
@@ -772,7 +825,8 @@ int main(int argc, char** argv) {
   app.add_option("--k", args.ks, "split layers for deformer mode (-1: 3/4 of the layers)")->delimiter(',')->capture_default_str();
   app.add_option("--k-sweep", args.k_sweep, "every k from a to b (a..b), instead of --k");
   app.add_option("--batch", args.batch, "(question, window) pairs per upper-layer call")->capture_default_str();
-  app.add_option("--modes", args.modes, "full, deformer or both")->delimiter(',')->capture_default_str();
+  app.add_option("--pass-cost", args.pass_cost, "ReaderOptions::pass_cost_tokens (-1: the reader's default for the device)")->capture_default_str();
+  app.add_option("--modes", args.modes, "full, deformer, resident (deformer mode over the cache held on the device)")->delimiter(',')->capture_default_str();
   app.add_option("--repeats", args.repeats, "timed passes over the workload (after one untimed pass)")->capture_default_str();
   app.add_option("--reference", args.references, "eager (the project's PyTorch module) and/or hf (transformers, sdpa)")->delimiter(',');
   app.add_option("--cache-dtype", args.cache_dtype, "storage dtype of the cache deformer mode reads")->capture_default_str();
