@@ -106,19 +106,25 @@ std::vector<Span> decode_pipeline(const std::vector<WindowScores>& windows, cons
 // much padding competes depends on the layout. Ranking the context positions only gives the same answers
 // whenever enough of the best positions are context, and an answer otherwise.
 std::vector<int64_t> best_positions(const float* logits, const WindowScores& w, int n_best) {
-  std::vector<int64_t> order;
-  for (size_t i = 0; i < w.context_token.size(); ++i)
-    if (w.context_token[i] >= 0) order.push_back(i);
-  const size_t keep = std::min<size_t>(order.size(), n_best);
-  std::partial_sort(order.begin(), order.begin() + keep, order.end(),
-                    [&](int64_t a, int64_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a > b; });
-  order.resize(keep);
-  return order;
+  // One pass keeping the best n_best in order (a candidate rarely beats the worst kept one), in the order a full
+  // sort by (logit, position) descending gives.
+  auto before = [&](int64_t a, int64_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a > b; };
+  std::vector<int64_t> best;
+  best.reserve(n_best + 1);
+  for (size_t i = 0; i < w.context_token.size(); ++i) {
+    if (w.context_token[i] < 0) continue;
+    const int64_t p = static_cast<int64_t>(i);
+    if (best.size() == static_cast<size_t>(n_best) && !before(p, best.back())) continue;
+    best.insert(std::upper_bound(best.begin(), best.end(), p, before), p);
+    if (best.size() > static_cast<size_t>(n_best)) best.pop_back();
+  }
+  return best;
 }
 
 std::vector<Span> decode_squad(const std::vector<WindowScores>& windows, const TokenizedDocument& document,
                                const DecodeOptions& o) {
   std::vector<Span> spans;
+  spans.reserve(o.n_best_size + 1);
   double null_score = std::numeric_limits<double>::infinity();
   for (const auto& w : windows) {
     null_score = std::min(null_score, double(w.start_logits[w.null_position]) + w.end_logits[w.null_position]);
@@ -127,13 +133,15 @@ std::vector<Span> decode_squad(const std::vector<WindowScores>& windows, const T
     for (int64_t s : starts)
       for (int64_t e : ends) {
         if (w.context_token[s] < 0 || w.context_token[e] < 0 || e < s || e - s + 1 > o.max_answer_length) continue;
-        spans.push_back({double(w.start_logits[s]) + w.end_logits[e], document.offsets[w.context_token[s]].first,
-                         document.offsets[w.context_token[e]].second, false});
+        // utils_qa keeps every candidate (no merging), sorts them stably by score and keeps n_best_size: the
+        // same as keeping the n_best_size best in arrival order, a later candidate losing ties.
+        const double score = double(w.start_logits[s]) + w.end_logits[e];
+        if (spans.size() == static_cast<size_t>(o.n_best_size) && score <= spans.back().score) continue;
+        auto at = std::upper_bound(spans.begin(), spans.end(), score, [](double v, const Span& x) { return v > x.score; });
+        spans.insert(at, {score, document.offsets[w.context_token[s]].first, document.offsets[w.context_token[e]].second, false});
+        if (spans.size() > static_cast<size_t>(o.n_best_size)) spans.pop_back();
       }
   }
-  // utils_qa keeps every candidate (no merging); the stable sort keeps window order among equal scores.
-  std::stable_sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.score > b.score; });
-  if (spans.size() > static_cast<size_t>(o.n_best_size)) spans.resize(o.n_best_size);
   if (o.version_2_with_negative && !windows.empty()) {
     const Span null{null_score, 0, 0, true};
     if (spans.empty() || null_score - spans.front().score > o.null_threshold) spans.insert(spans.begin(), null);

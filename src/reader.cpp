@@ -29,15 +29,15 @@ struct WindowOutput {
   WindowScores scores;
 };
 
+// logits_cpu: contiguous float32 [rows, positions, 2].
 void keep_logits(const at::Tensor& logits_cpu, int64_t row, WindowOutput& out) {
-  auto l = logits_cpu[row];
-  const int64_t n = l.size(0);
+  const int64_t n = logits_cpu.size(1);
+  const float* l = logits_cpu.data_ptr<float>() + row * n * 2;
   out.start.resize(n);
   out.end.resize(n);
-  auto a = l.accessor<float, 2>();
   for (int64_t i = 0; i < n; ++i) {
-    out.start[i] = a[i][0];
-    out.end[i] = a[i][1];
+    out.start[i] = l[2 * i];
+    out.end[i] = l[2 * i + 1];
   }
   out.scores.context_token.resize(n, -1);
 }
@@ -370,14 +370,23 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
   std::vector<std::vector<WindowOutput>> outputs(questions.size());
   const Convention convention = convention_of(c);
   // context_offset: where the window's first token sits in the row; cls_position: the null answer's position.
-  auto keep = [&](const at::Tensor& logits_cpu, int64_t row, size_t q, size_t d, const TokenSpan& w, int context_offset,
-                  int cls_position) {
+  auto window_output = [&](const at::Tensor& logits_cpu, int64_t row, size_t d, const TokenSpan& w, int context_offset,
+                           int cls_position) {
     WindowOutput out;
     out.document = d;
     keep_logits(logits_cpu, row, out);
     for (int64_t t = w.begin; t < w.end; ++t) out.scores.context_token[context_offset + (t - w.begin)] = t;
     out.scores.null_position = cls_position;
-    outputs[q].push_back(std::move(out));
+    return out;
+  };
+  // Each row's window output, made on the intra-op threads, then handed to its question in the rows' order.
+  auto keep_all = [&](size_t rows, const std::function<size_t(size_t)>& question_of,
+                      const std::function<WindowOutput(size_t)>& make) {
+    std::vector<WindowOutput> made(rows);
+    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) made[i] = make(i);
+    });
+    for (size_t i = 0; i < rows; ++i) outputs[question_of(i)].push_back(std::move(made[i]));
   };
   // Where each row of a call's passes went: its pass and its row there.
   struct Placed {
@@ -496,13 +505,13 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     // the passes', so that answers do not depend on the plan.
     const bool document_first = convention == Convention::kXLNet;
     const auto placed = place(passes, pair_q.size());
-    for (size_t i = 0; i < pair_q.size(); ++i) {
+    keep_all(pair_q.size(), [&](size_t i) { return pair_q[i]; }, [&](size_t i) {
       const auto& pass = passes[placed[i].pass];
       const size_t q = pair_q[i], w = pair_w[i];
-      keep(logits[placed[i].pass], placed[i].row, q, windows[w].first, windows[w].second,
-           document_first ? 0 : static_cast<int>(pass.first_length),
-           document_first ? static_cast<int>(pass.second_length) + q_cls[q] : q_cls[q]);
-    }
+      return window_output(logits[placed[i].pass], placed[i].row, windows[w].first, windows[w].second,
+                           document_first ? 0 : static_cast<int>(pass.first_length),
+                           document_first ? static_cast<int>(pass.second_length) + q_cls[q] : q_cls[q]);
+    });
   } else {
     docs = prepare_documents();
     // Hugging Face's windowing per question (windows as long as the sequence allows, overlapping by
@@ -550,11 +559,11 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     }
     clock.end("layers");
     const auto placed = place(passes, rows_todo.size());
-    for (size_t i = 0; i < rows_todo.size(); ++i) {
+    keep_all(rows_todo.size(), [&](size_t i) { return rows_todo[i].q; }, [&](size_t i) {
       const auto& r = rows_todo[i];
       const auto& at = places[placed[i].pass][placed[i].row];
-      keep(logits[placed[i].pass], placed[i].row, r.q, r.d, r.w, at.first, at.second);
-    }
+      return window_output(logits[placed[i].pass], placed[i].row, r.d, r.w, at.first, at.second);
+    });
   }
 
   std::vector<std::vector<Answer>> results(outputs.size());
