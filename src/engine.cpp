@@ -30,16 +30,21 @@ bool is_xlnet(const Model& model) { return model.config().model_type == "xlnet";
 
 const native::Bert* native_bert(const Model& model) { return model.impl().bert.get(); }
 
-// Calls of at most this many rows replay CUDA graphs; larger ones are bound by arithmetic, not launches.
-constexpr int64_t kGraphMaxRows = 16;
+// Calls of at most this many tokens (rows x length) replay CUDA graphs: below it a call is bound by kernel
+// launches (a batch of questions of ~20 tokens through 9 layers is hundreds of small kernels), above it by
+// arithmetic.
+constexpr int64_t kGraphMaxTokens = 16384;
+constexpr int64_t kGraphMaxRows = 256;
 
-cuda_graphs::GraphCache* graphs_for(const Model& model, int64_t rows) {
-  return rows <= kGraphMaxRows ? model.impl().graphs.get() : nullptr;
+cuda_graphs::GraphCache* graphs_for(const Model& model, int64_t rows, int64_t length) {
+  return rows <= kGraphMaxRows && rows * length <= kGraphMaxTokens ? model.impl().graphs.get() : nullptr;
 }
 
-// Graph shapes: rows rounded up to a power of two, lengths to a multiple of `step` (at most `cap`), so that a few
-// graphs serve every call. Padding rows and padding positions never change real outputs (DESIGN.md invariant 5).
+// Graph shapes: rows rounded up to a power of two up to 16 and to a multiple of 16 above, lengths to a multiple of
+// `step` (at most `cap`), so that a few graphs serve every call. Padding rows and padding positions never change
+// real outputs (DESIGN.md invariant 5).
 int64_t graph_rows(int64_t rows) {
+  if (rows > 16) return (rows + 15) / 16 * 16;
   int64_t r = 1;
   while (r < rows) r *= 2;
   return r;
@@ -160,7 +165,7 @@ namespace {
 // encode_block through a graph when the call is small enough; `step` is the length granularity of the graphs.
 at::Tensor encode_block_maybe_graph(const Model& model, const at::Tensor& ids, int64_t type, int k, int64_t block,
                                     int64_t step, const char* what) {
-  auto* graphs = graphs_for(model, ids.size(0));
+  auto* graphs = graphs_for(model, ids.size(0), ids.size(1));
   if (!graphs || k == 0) return encode_block(model, ids, type, k);
   c10::InferenceMode guard;
   const int64_t rows = graph_rows(ids.size(0)), length = graph_length(ids.size(1), step, block);
@@ -197,7 +202,7 @@ at::Tensor answer_logits(const Model& model, const at::Tensor& question_states, 
     return qa_logits(model, run_layers(model, hidden, mask, k, model.config().num_layers));
   };
   const int64_t batch = question_states.size(0), q_len = question_ids.size(1), d_len = document_ids.size(1);
-  auto* graphs = graphs_for(model, batch);
+  auto* graphs = graphs_for(model, batch, q_len + d_len);
   if (!graphs) return joint({question_states, question_ids, document_states, document_ids});
   c10::InferenceMode guard;
   const auto& c = model.config();
@@ -223,7 +228,7 @@ at::Tensor full_logits(const Model& model, const at::Tensor& input_ids, const at
     auto hidden = embed(model, in[0], in[1], positions);
     return qa_logits(model, run_layers(model, hidden, in[2], in[1], positions, 0, model.config().num_layers));
   };
-  auto* graphs = graphs_for(model, batch);
+  auto* graphs = graphs_for(model, batch, length);
   if (!graphs) return forward({input_ids, token_type_ids, attention_mask});
   c10::InferenceMode guard;
   const int64_t rows = graph_rows(batch), padded = graph_length(length, 64, model.config().max_position_embeddings);

@@ -457,20 +457,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     }
     auto d_ids = rows_to_tensor(d_rows, device);
     const int64_t d_longest = *std::max_element(w_rows.begin(), w_rows.end());
-    at::Tensor d_states;
-    if (resident) {
-      d_states = resident->impl().gather(cached_windows, d_longest);
-      clock.end("cache_read");
-    } else if (cache) {
-      d_states = to_device(read_states(*cache, cached_windows, d_longest, *model_), device).to(dtype_of(*model_));
-      clock.end("cache_read");
-    } else {
-      d_states = encode_in_passes(d_ids, w_rows, options_.batch_size, pass_cost,
-                                  [&](const at::Tensor& x) { return engine::encode_documents(*model_, x, k_); });
-      clock.end("lower_layers");
-    }
-
-    // Upper layers over (question, window) pairs in planned passes; the pair indices go to the device once.
+    // (question, window) pairs, for the upper layers.
     std::vector<int64_t> pair_q, pair_w;
     std::vector<std::array<int64_t, 2>> pair_lengths;
     for (size_t q = 0; q < questions.size(); ++q)
@@ -480,6 +467,25 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
           pair_w.push_back(w);
           pair_lengths.push_back({q_lengths[q], w_rows[w]});
         }
+    // Cached states of windows that serve one pair each are read pass by pass, each pass's read overlapping the
+    // device's work on the pass before; shared windows are read once, up front, as they are when profiling.
+    std::vector<int> uses(windows.size(), 0);
+    for (int64_t w : pair_w) ++uses[w];
+    const bool read_per_pass = cache && !resident && !options_.on_phase &&
+                               std::all_of(uses.begin(), uses.end(), [](int u) { return u <= 1; });
+    at::Tensor d_states;  // undefined when read per pass
+    if (resident) {
+      d_states = resident->impl().gather(cached_windows, d_longest);
+      clock.end("cache_read");
+    } else if (cache && !read_per_pass) {
+      d_states = to_device(read_states(*cache, cached_windows, d_longest, *model_), device).to(dtype_of(*model_));
+      clock.end("cache_read");
+    } else if (!cache) {
+      d_states = encode_in_passes(d_ids, w_rows, options_.batch_size, pass_cost,
+                                  [&](const at::Tensor& x) { return engine::encode_documents(*model_, x, k_); });
+      clock.end("lower_layers");
+    }
+
     const auto passes = plan_passes(pair_lengths, options_.batch_size, pass_cost);
     std::vector<int64_t> order_q, order_w;
     for (const auto& p : passes)
@@ -494,9 +500,16 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       const int64_t count = passes[p].rows.size(), q_len = passes[p].first_length, d_len = passes[p].second_length;
       auto qi = qi_all.slice(0, first, first + count), wi = wi_all.slice(0, first, first + count);
       first += count;
+      at::Tensor pass_states;
+      if (read_per_pass) {
+        std::vector<int64_t> pass_windows;
+        for (size_t i : passes[p].rows) pass_windows.push_back(cached_windows[pair_w[i]]);
+        pass_states = to_device(read_states(*cache, pass_windows, d_len, *model_), device).to(dtype_of(*model_));
+      } else {
+        pass_states = d_states.slice(1, 0, d_len).index_select(0, wi);
+      }
       logits.push_back(logits_to_host(engine::answer_logits(*model_, q_states.slice(1, 0, q_len).index_select(0, qi),
-                                                             q_tensor.slice(1, 0, q_len).index_select(0, qi),
-                                                             d_states.slice(1, 0, d_len).index_select(0, wi),
+                                                             q_tensor.slice(1, 0, q_len).index_select(0, qi), pass_states,
                                                              d_ids.slice(1, 0, d_len).index_select(0, wi), k_),
                                        p + 1 == passes.size()));
     }

@@ -28,8 +28,9 @@ struct LoadOptions {
   // BERT runs as direct ATen calls with fused query/key/value and fused attention; false runs the model file's
   // TorchScript methods (the reference). XLNet and int8-quantized models always run the TorchScript methods.
   bool native_layers = true;
-  // On CUDA, calls of at most 16 rows (one question over a few windows) replay captured CUDA graphs, padded to
-  // a few fixed shapes: such calls are bound by kernel launches. Needs native_layers.
+  // On CUDA, calls of at most 16,384 tokens (rows x length; one question over a few windows, a batch of questions'
+  // lower layers) replay captured CUDA graphs, padded to a few fixed shapes: such calls are bound by kernel
+  // launches. Needs native_layers.
   bool cuda_graphs = true;
 };
 
