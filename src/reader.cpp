@@ -324,7 +324,10 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
   const auto& c = model_->config();
   const auto& special = tokenizer_->special_tokens();
   const c10::Device device = device_of(*model_);
-  const int64_t pass_cost = options_.pass_cost_tokens >= 0 ? options_.pass_cost_tokens : device.is_cpu() ? 64 : 4096;
+  const int64_t pass_cost = options_.pass_cost_tokens >= 0 ? options_.pass_cost_tokens : device.is_cpu() ? 64 : 8192;
+  // A batch of questions' lower layers replays a CUDA graph per pass (engine.cpp), which costs little more than
+  // its tokens: passes by length are worth more there.
+  const int64_t question_pass_cost = options_.pass_cost_tokens >= 0 || device.is_cpu() ? pass_cost : 512;
   PhaseClock clock(options_, device);
   auto warn = [&](const std::string& message) {
     if (options_.warn) options_.warn(message);
@@ -416,7 +419,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       q_cls.push_back(block.cls_position);
     }
     auto q_tensor = rows_to_tensor(q_rows, device);
-    auto q_states = encode_in_passes(q_tensor, q_lengths, options_.batch_size, pass_cost,
+    auto q_states = encode_in_passes(q_tensor, q_lengths, options_.batch_size, question_pass_cost,
                                      [&](const at::Tensor& x) { return engine::encode_questions(*model_, x, k_); });
     clock.end("lower_layers");
 

@@ -39,8 +39,9 @@ struct ReaderOptions {
   int k = -1;                   // split layer in deformer mode; -1 picks num_layers * 3 / 4 (9 of 12, the paper's)
   int batch_size = 32;          // most windows per forward pass
   // What one forward pass costs beyond its tokens, in tokens: a call's rows are sorted by length and split into
-  // passes that minimise padded tokens plus this per pass (deformer/layout.h plan_batches). -1: 4096 on a GPU
-  // (small passes waste its width), 64 on the CPU (padding is the waste there).
+  // passes that minimise padded tokens plus this per pass (deformer/layout.h plan_batches). -1: on a GPU 8192
+  // (small passes waste its width; measured on an H200) and 512 for the questions' lower layers (CUDA graphs);
+  // 64 on the CPU (padding is the waste there).
   int pass_cost_tokens = -1;
   DecodeOptions decode;         // answer decoding semantics and limits
   // Receives warnings (a question cut to the question block); nullptr prints them to stderr.
