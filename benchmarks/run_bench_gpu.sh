@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # deformer-bench and engine_bench on the GPU machine (issue 6): CUDA build of the targets needed, BERT-base- and
 # XLNet-base-shaped models with random weights, fp16, SQuAD v1.1 dev questions. BERT at k = 9 with 256, 32 and 1
-# windows per upper-layer call (256 and 1 beside Hugging Face's eager fp16 SDPA model), XLNet at k = 8 with 256 and 1;
-# engine_bench runs the TorchScript methods, the native layers and the native layers with CUDA graphs side by side.
+# windows per upper-layer call (256 and 1 beside Hugging Face's eager fp16 SDPA model), in full mode and in deformer
+# mode with the cache read from its file and held on the GPU (ResidentCache); XLNet at k = 8 with 256 and 1;
+# engine_bench runs the TorchScript methods, the native layers and the native layers with CUDA graphs side by side;
+# upper_layer_profile.py breaks the upper layers' time down by kernel (ATen's kernels, not the fused ones).
 # Expects the data mirror at .gpu/data (laid out like shared/data); writes JSON and a log to $OUT (at most 8 files).
 # Run from the repository root:  OUT=/tmp/out benchmarks/run_bench_gpu.sh
 set -uo pipefail
@@ -18,6 +20,7 @@ gpu_facts 2>&1 | tee -a "$LOG"
 
 step "configure and build: deformer-bench engine_bench"
 gpu_build deformer-bench engine_bench || exit 1
+rm -f "$OUT/configure.log" "$OUT/build.log"  # at most 8 files come back from the GPU machine
 
 SQUAD=$DEFORMER_DATA/squad/dev-v1.1.json
 if [ ! -f "$SQUAD" ]; then  # only the zip in the mirror: unpack it outside the tree
@@ -41,10 +44,13 @@ bench() {  # NAME ARGS...
   timeout 170 build-gpu/tools/deformer-bench --squad "$SQUAD" --device cuda --dtype fp16 --cache-dtype fp16 \
     --out "$OUT/bench-gpu-$name.json" "$@" 2>&1 | tee -a "$LOG"
 }
-bench bert-base-fp16-k9-batch256 --model "$BERT" --k 9 --batch 256 --limit 1024 --repeats 3 --reference hf
-bench bert-base-fp16-k9-batch32 --model "$BERT" --k 9 --batch 32 --limit 256 --repeats 3
-bench bert-base-fp16-k9-batch1 --model "$BERT" --k 9 --batch 1 --limit 200 --repeats 3 --reference hf
+ALL=full,deformer,resident
+bench bert-base-fp16-k9-batch256 --model "$BERT" --k 9 --batch 256 --limit 1024 --repeats 3 --modes $ALL --reference hf
+bench bert-base-fp16-k9-batch32 --model "$BERT" --k 9 --batch 32 --limit 256 --repeats 3 --modes $ALL
+bench bert-base-fp16-k9-batch1 --model "$BERT" --k 9 --batch 1 --limit 200 --repeats 3 --modes $ALL --reference hf
 bench xlnet-base-fp16-k8-batch256 --model "$XLNET" --k 8 --batch 256 --limit 512 --repeats 3
 bench xlnet-base-fp16-k8-batch1 --model "$XLNET" --k 8 --batch 1 --limit 100 --repeats 3
+step "upper layers by kernel (ATen)"
+timeout 120 python3 benchmarks/upper_layer_profile.py > "$OUT/upper-layer-profile.json" 2>> "$LOG"
 step done
 ls -la "$OUT" | tee -a "$LOG"

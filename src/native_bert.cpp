@@ -4,7 +4,14 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
+
+#ifdef DEFORMER_CUDA_KERNELS
+#include <c10/cuda/CUDAStream.h>
+
+#include "fused_kernels.h"
+#endif
 
 namespace deformer {
 namespace native {
@@ -27,7 +34,39 @@ int activation_code(const std::string& hidden_act) {
   throw std::runtime_error("unsupported hidden_act '" + hidden_act + "'");
 }
 
+#ifdef DEFORMER_CUDA_KERNELS
+bool fusable(const at::Tensor& t, at::ScalarType dtype) {
+  return t.is_cuda() && t.scalar_type() == dtype && t.is_contiguous() && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+#endif
+
 }  // namespace
+
+at::Tensor add_layer_norm(at::Tensor sum, const at::Tensor& residual, const at::Tensor& weight, const at::Tensor& bias,
+                          double eps) {
+#ifdef DEFORMER_CUDA_KERNELS
+  const auto dtype = sum.scalar_type();
+  const int hidden = static_cast<int>(sum.size(-1));
+  if ((dtype == at::kHalf || dtype == at::kBFloat16) && kernels::add_layer_norm_supported(hidden) && fusable(sum, dtype) &&
+      fusable(residual, dtype) && fusable(weight, dtype) && fusable(bias, dtype) && residual.sizes() == sum.sizes() &&
+      weight.numel() == hidden && bias.numel() == hidden) {
+    auto out = at::empty_like(sum);
+    if (kernels::add_layer_norm(sum.data_ptr(), residual.data_ptr(), weight.data_ptr(), bias.data_ptr(), out.data_ptr(),
+                                sum.numel() / hidden, hidden, static_cast<float>(eps), dtype == at::kBFloat16,
+                                c10::cuda::getCurrentCUDAStream(sum.device().index()).stream()))
+      return out;
+  }
+#endif
+  return at::layer_norm(sum.add_(residual), {sum.size(-1)}, weight, bias, eps);
+}
+
+bool fused_kernels_built() {
+#ifdef DEFORMER_CUDA_KERNELS
+  return true;
+#else
+  return false;
+#endif
+}
 
 Bert::Bert(const std::map<std::string, at::Tensor>& p, const ModelConfig& config)
     : hidden_(config.hidden_size), heads_(config.num_heads), eps_(config.layer_norm_eps),
@@ -93,13 +132,13 @@ at::Tensor Bert::layer(const Layer& l, const at::Tensor& x, const at::Tensor& ad
 #endif
   context = context.transpose(1, 2).reshape({batch, length, hidden_});
   auto attended = at::linear(context, l.output_weight, l.output_bias);
-  auto y = at::layer_norm(attended.add_(x), {hidden_}, l.attention_norm_weight, l.attention_norm_bias, eps_);
+  auto y = add_layer_norm(attended, x, l.attention_norm_weight, l.attention_norm_bias, eps_);
   auto h = at::linear(y, l.intermediate_weight, l.intermediate_bias);
   if (activation_ == 0) h = at::gelu(h);
   else if (activation_ == 1) h = at::gelu(h, "tanh");
   else h = at::relu(h);
   auto out = at::linear(h, l.ff_output_weight, l.ff_output_bias);
-  return at::layer_norm(out.add_(y), {hidden_}, l.output_norm_weight, l.output_norm_bias, eps_);
+  return add_layer_norm(out, y, l.output_norm_weight, l.output_norm_bias, eps_);
 }
 
 at::Tensor Bert::encode(const at::Tensor& hidden, const at::Tensor& mask, int begin, int end) const {

@@ -19,6 +19,13 @@
 namespace deformer {
 namespace native {
 
+// LayerNorm(sum + residual) over the last dimension. On CUDA in fp16/bf16 one fused kernel (src/fused_kernels.cu)
+// where the build has it; otherwise `sum` receives the sum and ATen normalises it.
+at::Tensor add_layer_norm(at::Tensor sum, const at::Tensor& residual, const at::Tensor& weight, const at::Tensor& bias,
+                          double eps);
+// True when this build has the fused CUDA kernels.
+bool fused_kernels_built();
+
 class Bert {
  public:
   // `parameters` are the module's named parameters (bert.py's names) on the model's device and dtype. Throws

@@ -317,6 +317,26 @@ namespace {
 
 // CUDA graphs (small batches) give the eager results: on first use (capture), on replay with new values, for
 // shapes that pad to the same graph, and from several threads at once.
+// The fused residual + LayerNorm kernel against ATen's add then layer_norm, in both 16-bit dtypes, on rows of
+// BERT-base's width and of one it does not handle (which falls back to ATen).
+TEST(EngineCuda, FusedAddLayerNormEqualsAten) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no CUDA device in this build or machine";
+  if (!native::fused_kernels_built()) GTEST_SKIP() << "skipped: built without a CUDA compiler (no fused kernels)";
+  c10::InferenceMode guard;
+  torch::manual_seed(0);
+  for (auto dtype : {torch::kHalf, torch::kBFloat16})
+    for (int64_t hidden : {768, 1024, 64}) {
+      auto o = torch::TensorOptions(dtype).device(torch::kCUDA);
+      auto a = torch::randn({3, 333, hidden}, o) * 3, b = torch::randn({3, 333, hidden}, o);
+      auto w = torch::randn({hidden}, o), bias = torch::randn({hidden}, o);
+      auto expected = at::layer_norm(a + b, {hidden}, w, bias, 1e-12).to(torch::kFloat);
+      auto got = native::add_layer_norm(a.clone(), b, w, bias, 1e-12).to(torch::kFloat);
+      // One rounding of the output apart at most (fp16: 2^-10 relative, bf16: 2^-7) on values of a few units.
+      const double tolerance = dtype == torch::kHalf ? 1e-2 : 8e-2;
+      EXPECT_LT((got - expected).abs().max().item<double>(), tolerance) << c10::toString(dtype) << " hidden " << hidden;
+    }
+}
+
 TEST(EngineCuda, GraphReplaysEqualEagerCalls) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no CUDA device in this build or machine";
   if (!cuda_graphs::GraphCache::available()) GTEST_SKIP() << "skipped: this build has no CUDA graphs";

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # eval_cache.sh DEFORMER_QA DEFORMER_CACHE MODEL SQUAD WORKDIR: the whole dev set cached, then evaluated from the
-# cache and from raw text: the predictions must be identical (deformer mode with a cache equals raw text).
+# cache, from the cache held in memory and from raw text: the predictions must be identical (deformer mode with a
+# cache equals raw text).
 set -eu
 qa=$1 cache=$2 model=$3 squad=$4 work=$5
 mkdir -p "$work"
@@ -9,3 +10,6 @@ mkdir -p "$work"
 "$qa" eval --model "$model" --squad "$squad" --cache "$work/dev.h5" --out "$work/cached.json"
 "$qa" eval --model "$model" --squad "$squad" --out "$work/raw.json"
 "$(dirname "$0")/same_json.sh" "$work/cached.json" "$work/raw.json"
+# The cache held in memory (ResidentCache) answers as the file does.
+"$qa" eval --model "$model" --squad "$squad" --cache "$work/dev.h5" --resident --out "$work/resident.json"
+"$(dirname "$0")/same_json.sh" "$work/resident.json" "$work/raw.json"

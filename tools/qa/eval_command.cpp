@@ -21,6 +21,7 @@ struct EvalArgs {
   std::string squad;
   std::string out;
   std::string cache;
+  bool resident = false;
   size_t limit = 0;
   int n_best_size = 20;
   int max_answer_length = 30;
@@ -51,6 +52,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--out", args->out, "write predictions {id: answer} here (atomically)");
   cmd->add_option("--cache", args->cache, "read the paragraphs' states from this cache (deformer-cache build --input "
                                           "the same file)");
+  cmd->add_flag("--resident", args->resident, "hold the cache's states on the model's device (GPU memory: the cache's "
+                                              "states in the compute dtype) instead of reading them per paragraph");
   cmd->add_option("--limit", args->limit, "answer only the first N paragraphs (0: all)");
   cmd->add_option("--n-best-size", args->n_best_size, "starts and ends considered per window")->capture_default_str();
   cmd->add_option("--max-answer-length", args->max_answer_length, "longest answer in tokens")->capture_default_str();
@@ -71,6 +74,9 @@ void add_eval_command(CLI::App& app) {
     Reader reader(model, options);
     std::unique_ptr<cache::CacheReader> cache;
     if (!args->cache.empty()) cache = cache::CacheReader::open(args->cache, expected_cache_metadata(*model, reader.split_layer()));
+    if (args->resident && !cache) throw CLI::ValidationError("--resident", "--resident needs --cache");
+    std::unique_ptr<ResidentCache> resident;
+    if (args->resident) resident = std::make_unique<ResidentCache>(*cache, model);
 
     size_t paragraphs = 0, total = 0;
     for (const auto& a : dataset.articles) paragraphs += a.paragraphs.size();
@@ -85,8 +91,13 @@ void add_eval_command(CLI::App& app) {
         if (done == paragraphs) break;
         std::vector<std::string> questions;
         for (const auto& q : paragraph.questions) questions.push_back(q.question);
-        const auto answers = cache ? reader.ask(questions, *cache, {squad::paragraph_id(dataset.articles[a], a, p)})
-                                   : reader.ask(questions, {{"context", paragraph.context}});
+        const std::string id = squad::paragraph_id(dataset.articles[a], a, p);
+        std::vector<Query> queries;
+        if (resident)
+          for (const auto& q : questions) queries.push_back({q, {id}});
+        const auto answers = resident ? reader.ask(queries, *resident)
+                             : cache  ? reader.ask(questions, *cache, {id})
+                                      : reader.ask(questions, {{"context", paragraph.context}});
         for (size_t i = 0; i < questions.size(); ++i)
           predictions[paragraph.questions[i].id] = answers[i].empty() ? "" : answers[i].front().answer;
         answered += questions.size();
