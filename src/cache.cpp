@@ -1195,6 +1195,11 @@ void run_in_parts(int64_t n, int parts, const std::function<void(int64_t, int64_
       errors[p] = std::current_exception();
     }
   };
+#ifdef _OPENMP
+  // OpenMP's threads persist between calls: a batch's read does not pay for starting threads.
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int p = 0; p < parts; ++p) part(p);
+#else
   std::vector<std::thread> threads;
   for (int p = 1; p < parts; ++p) {
     try {
@@ -1205,6 +1210,7 @@ void run_in_parts(int64_t n, int parts, const std::function<void(int64_t, int64_
   }
   part(0);
   for (auto& t : threads) t.join();
+#endif
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
 }
