@@ -7,7 +7,7 @@ import sys
 bench, model, squad = sys.argv[1:4]
 limit = 3
 cmd = [bench, "--model", model, "--squad", squad, "--limit", str(limit), "--batch", "2", "--repeats", "1",
-       "--k", "2", "--reference", "eager,hf", "--json"]
+       "--k", "2", "--reference", "eager,hf", "--modes", "full,deformer,resident", "--rounds", "2", "--json"]
 r = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE).stdout)
 problems = []
 
@@ -23,8 +23,17 @@ for key in ("device", "dtype", "threads", "batch", "model", "workload", "runs", 
 check(r["device"] == "cpu" and r["dtype"] == "fp32" and r["batch"] == 2 and r["threads"] >= 1, "settings recorded")
 check(r["model"]["random_weights"] is True and r["model"]["layers"] >= 2, "model shape and random weights recorded")
 check(r["workload"]["questions"] == limit, "questions")
-modes = {x["mode"]: x for x in r["runs"]}
-check(set(modes) == {"full", "deformer"}, "both modes ran")
+check(r.get("rounds") == 2, "rounds recorded")
+by_states = {x["states"]: x for x in r["runs"]}
+check(set(by_states) == {"computed", "file", "resident"}, "full, deformer and resident ran")
+modes = {"full": by_states.get("computed", {}), "deformer": by_states.get("file", {}), "resident": by_states.get("resident", {})}
+for name, x in modes.items():
+    check(len(x.get("questions_per_s_by_round", [])) == 2 and x["questions_per_s"] in x["questions_per_s_by_round"],
+          name + ": the median of two rounds")
+    phases = x.get("phases_ms_per_pass", {})
+    expected = {"tokenize", "documents", "decode"} | ({"layers"} if name == "full" else {"lower_layers", "cache_read", "upper_layers"})
+    check(set(phases) == expected and all(v >= 0 for v in phases.values()), name + " phases " + str(sorted(phases)))
+check(modes["resident"].get("resident", {}).get("bytes", 0) > 0, "resident cache size")
 for name, x in modes.items():
     check(x["questions"] == limit and x["windows"] >= limit, name + " counts")
     check(x["questions_per_s"] > 0 and 0 < x["latency_ms"]["p50"] <= x["latency_ms"]["p99"], name + " timing")
@@ -43,7 +52,7 @@ refs = {x["reference"]: x for x in r["references"]}
 check(refs.get("eager", {}).get("available") is True and refs["eager"]["questions"] == limit, "eager reference")
 check(refs.get("eager", {}).get("windows") == modes["full"]["windows"], "eager reference runs full mode's windows")
 check(refs.get("hf", {}).get("available") is True or bool(refs.get("hf", {}).get("reason")), "hf reference or reason")
-for key in ("deformer_k2_vs_full", "deformer_k2_vs_eager", "deformer_k2_question_memory_vs_full"):
+for key in ("deformer_k2_vs_full", "deformer_k2_vs_eager", "deformer_k2_question_memory_vs_full", "deformer_resident_k2_vs_full"):
     check(r["ratios"].get(key, 0) > 0, "ratio " + key)
 if problems:
     print("FAIL: " + "; ".join(problems))

@@ -65,6 +65,7 @@ struct BenchArgs {
   int pass_cost = -1;                // ReaderOptions::pass_cost_tokens; -1 = the reader's default for the device
   std::vector<std::string> modes{"full", "deformer"};  // and "resident": deformer mode over a ResidentCache
   int repeats = 3;                   // timed passes over the workload after one untimed pass
+  int rounds = 1;                    // every measurement this many times, interleaved; the median round is reported
   std::vector<std::string> references;  // eager, hf
   std::string cache_dtype = "fp32";  // storage dtype of the cache deformer mode reads
   std::string work;                  // directory for caches and reference inputs; default a temporary one
@@ -674,6 +675,7 @@ int run(BenchArgs& args) {
   const LoadOptions load = load_options(args);  // validates device and dtype before any work
   if (args.batch < 1) throw std::invalid_argument("--batch must be at least 1");
   if (args.repeats < 1) throw std::invalid_argument("--repeats must be at least 1");
+  if (args.rounds < 1) throw std::invalid_argument("--rounds must be at least 1");
   if (args.limit < 1) throw std::invalid_argument("--limit must be at least 1");
   cache::parse_state_dtype(args.cache_dtype);
   for (const auto& m : args.modes)
@@ -745,39 +747,68 @@ int run(BenchArgs& args) {
   const bool want_deformer = std::find(args.modes.begin(), args.modes.end(), "deformer") != args.modes.end();
   const bool want_resident = std::find(args.modes.begin(), args.modes.end(), "resident") != args.modes.end();
   const bool want_full = std::find(args.modes.begin(), args.modes.end(), "full") != args.modes.end();
-  json full_run, matmul;
-  if (want_full) {
-    std::cerr << "deformer-bench: full mode" << std::endl;
-    full_run = run_child(args, "full", -1);
-    report["runs"].push_back(full_run);
-  }
-  if (want_deformer || want_resident)
-    for (int k : ks) {
-      std::cerr << "deformer-bench: cache build k=" << k << std::endl;
-      report["cache_build"].push_back(run_child(args, "build", k));
-      if (want_deformer) {
-        std::cerr << "deformer-bench: deformer mode k=" << k << std::endl;
-        json run = run_child(args, "deformer", k);
-        matmul = run["matmul_peak"];
-        run.erase("matmul_peak");
-        run["upper_layers"]["fraction_of_matmul_peak"] = run["upper_layers"]["tflop_s"].get<double>() / matmul["tflop_s"].get<double>();
-        report["runs"].push_back(run);
-      }
-      if (want_resident) {
-        std::cerr << "deformer-bench: deformer mode k=" << k << ", cache resident on the device" << std::endl;
-        json run = run_child(args, "resident", k);
-        run.erase("matmul_peak");
-        report["runs"].push_back(run);
-      }
+  // Each measurement once per round, the rounds one after another, so that a machine whose speed drifts (a shared
+  // VM) slows every mode alike; per measurement the round of median questions/s is reported, with every round's rate.
+  std::vector<std::vector<json>> runs, references;  // [measurement][round]
+  const std::string input = args.references.empty() ? "" : write_reference_input(args, workload, *model);
+  auto keep = [](std::vector<std::vector<json>>& into, size_t& at, json r) {
+    if (into.size() <= at) into.emplace_back();
+    into[at++].push_back(std::move(r));
+  };
+  for (int round = 0; round < args.rounds; ++round) {
+    const std::string of_round =
+        args.rounds > 1 ? " (round " + std::to_string(round + 1) + " of " + std::to_string(args.rounds) + ")" : "";
+    size_t m = 0, r = 0;
+    if (want_full) {
+      std::cerr << "deformer-bench: full mode" << of_round << std::endl;
+      keep(runs, m, run_child(args, "full", -1));
     }
-  if (!matmul.is_null()) report["matmul_peak"] = matmul;
-  if (!args.references.empty()) {
-    const std::string input = write_reference_input(args, workload, *model);
+    if (want_deformer || want_resident)
+      for (int k : ks) {
+        if (round == 0) {
+          std::cerr << "deformer-bench: cache build k=" << k << std::endl;
+          report["cache_build"].push_back(run_child(args, "build", k));
+        }
+        if (want_deformer) {
+          std::cerr << "deformer-bench: deformer mode k=" << k << of_round << std::endl;
+          keep(runs, m, run_child(args, "deformer", k));
+        }
+        if (want_resident) {
+          std::cerr << "deformer-bench: deformer mode k=" << k << ", cache resident on the device" << of_round << std::endl;
+          keep(runs, m, run_child(args, "resident", k));
+        }
+      }
     for (const auto& kind : args.references) {
-      std::cerr << "deformer-bench: reference " << kind << std::endl;
-      report["references"].push_back(run_reference(args, kind, input));
+      std::cerr << "deformer-bench: reference " << kind << of_round << std::endl;
+      keep(references, r, run_reference(args, kind, input));
     }
   }
+  auto median_round = [](const std::vector<json>& rounds) {
+    std::vector<std::pair<double, size_t>> rates;
+    json all = json::array();
+    for (size_t i = 0; i < rounds.size(); ++i) {
+      rates.emplace_back(rounds[i].value("questions_per_s", 0.0), i);
+      all.push_back(rates.back().first);
+    }
+    std::sort(rates.begin(), rates.end());
+    json chosen = rounds[rates[(rates.size() - 1) / 2].second];
+    if (rounds.size() > 1) chosen["questions_per_s_by_round"] = all;
+    return chosen;
+  };
+  json full_run, matmul;
+  for (const auto& measurement : runs) {
+    json run = median_round(measurement);
+    if (run["mode"] == "full") full_run = run;
+    if (run.contains("matmul_peak")) {
+      matmul = run["matmul_peak"];
+      run["upper_layers"]["fraction_of_matmul_peak"] = run["upper_layers"]["tflop_s"].get<double>() / matmul["tflop_s"].get<double>();
+      run.erase("matmul_peak");
+    }
+    report["runs"].push_back(run);
+  }
+  for (const auto& measurement : references) report["references"].push_back(median_round(measurement));
+  report["rounds"] = args.rounds;
+  if (!matmul.is_null()) report["matmul_peak"] = matmul;
   for (const auto& r : report["runs"]) {
     if (r["mode"] != "deformer") continue;
     const std::string k = (r["states"] == "resident" ? "resident_k" : "k") + std::to_string(r["k"].get<int>());
@@ -828,6 +859,8 @@ int main(int argc, char** argv) {
   app.add_option("--pass-cost", args.pass_cost, "ReaderOptions::pass_cost_tokens (-1: the reader's default for the device)")->capture_default_str();
   app.add_option("--modes", args.modes, "full, deformer, resident (deformer mode over the cache held on the device)")->delimiter(',')->capture_default_str();
   app.add_option("--repeats", args.repeats, "timed passes over the workload (after one untimed pass)")->capture_default_str();
+  app.add_option("--rounds", args.rounds, "every measurement this many times, interleaved (the median round is reported)")
+      ->capture_default_str();
   app.add_option("--reference", args.references, "eager (the project's PyTorch module) and/or hf (transformers, sdpa)")->delimiter(',');
   app.add_option("--cache-dtype", args.cache_dtype, "storage dtype of the cache deformer mode reads")->capture_default_str();
   app.add_option("--work", args.work, "directory for caches and reference inputs (default: a temporary one, removed)");
