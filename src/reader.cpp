@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <future>
 #include <iostream>
 #include <map>
 #include <set>
@@ -500,26 +499,15 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     auto qi_all = indices_on(order_q, device), wi_all = indices_on(order_w, device);
     std::vector<at::Tensor> logits;
     int64_t first = 0;
-    // Per-pass reads run one pass ahead on another thread, so that reading pass p + 1 overlaps both the launches
-    // of pass p on this thread and the device's work.
-    auto read_pass = [&](size_t p) {
-      std::vector<int64_t> pass_windows;
-      for (size_t i : passes[p].rows) pass_windows.push_back(cached_windows[pair_w[i]]);
-      return std::async(std::launch::async, [this, cache, pass_windows = std::move(pass_windows), rows = passes[p].second_length] {
-        return read_states(*cache, pass_windows, rows, *model_);
-      });
-    };
-    std::future<at::Tensor> next_read;
-    if (read_per_pass && !passes.empty()) next_read = read_pass(0);
     for (size_t p = 0; p < passes.size(); ++p) {
       const int64_t count = passes[p].rows.size(), q_len = passes[p].first_length, d_len = passes[p].second_length;
       auto qi = qi_all.slice(0, first, first + count), wi = wi_all.slice(0, first, first + count);
       first += count;
       at::Tensor pass_states;
       if (read_per_pass) {
-        auto host = next_read.get();
-        if (p + 1 < passes.size()) next_read = read_pass(p + 1);
-        pass_states = to_device(host, device).to(dtype_of(*model_));
+        std::vector<int64_t> pass_windows;
+        for (size_t i : passes[p].rows) pass_windows.push_back(cached_windows[pair_w[i]]);
+        pass_states = to_device(read_states(*cache, pass_windows, d_len, *model_), device).to(dtype_of(*model_));
       } else {
         pass_states = d_states.slice(1, 0, d_len).index_select(0, wi);
       }
