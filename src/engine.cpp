@@ -183,6 +183,34 @@ at::Tensor encode_questions(const Model& model, const at::Tensor& question_ids, 
   return encode_block_maybe_graph(model, question_ids, 0, k, model.config().question_block, 8, "questions");
 }
 
+bool can_pack_questions(const Model& model) { return !is_xlnet(model) && native_bert(model) != nullptr; }
+
+at::Tensor encode_packed_questions(const Model& model, const at::Tensor& ids, const at::Tensor& positions,
+                                   const at::Tensor& segments, int k) {
+  check_split(model, k);
+  if (!can_pack_questions(model)) throw std::invalid_argument("packed questions need a BERT model with native layers");
+  if (ids.dim() != 2 || positions.sizes() != ids.sizes() || segments.sizes() != ids.sizes())
+    throw std::invalid_argument("packed ids, positions and segments must be [rows, length] alike");
+  const auto* bert = native_bert(model);
+  auto run = [&](const std::vector<at::Tensor>& in) {
+    auto hidden = bert->embed(in[0], at::zeros_like(in[0]), in[1]);
+    // A query attends to the real keys of its own question.
+    const auto& seg = in[2];
+    auto allowed = seg.unsqueeze(2).eq(seg.unsqueeze(1)).logical_and(seg.unsqueeze(1).ge(0));
+    auto additive = (1.0 - allowed.to(hidden.scalar_type())).mul_(native::Bert::kMaskedScore).unsqueeze(1);
+    return bert->encode_additive(hidden, additive, 0, k);
+  };
+  c10::InferenceMode guard;
+  auto* graphs = graphs_for(model, ids.size(0), ids.size(1));
+  if (!graphs || k == 0) return run({ids, positions, segments});
+  const int64_t rows = graph_rows(ids.size(0));
+  auto out = graphs->run(graph_key("packed", k, rows, ids.size(1)),
+                         {pad_rows(ids, rows, ids.size(1), model.config().pad_token_id), pad_rows(positions, rows, ids.size(1), 0),
+                          pad_rows(segments, rows, ids.size(1), -1)},
+                         run);
+  return out.narrow(0, 0, ids.size(0));
+}
+
 at::Tensor encode_documents(const Model& model, const at::Tensor& document_ids, int k) {
   check_split(model, k);
   check_ids(model, document_ids, model.config().document_block, "document ids");

@@ -17,9 +17,6 @@ namespace deformer {
 namespace native {
 namespace {
 
-// bert.py's MASKED_SCORE: exp(-1e4) is exactly 0 in fp32, and the value is finite in fp16 and bf16, so a row whose
-// keys are all padding (a batch filler) still gives finite, unused outputs.
-constexpr double kMaskedScore = -10000.0;
 
 const at::Tensor& get(const std::map<std::string, at::Tensor>& parameters, const std::string& name) {
   auto it = parameters.find(name);
@@ -145,8 +142,12 @@ at::Tensor Bert::encode(const at::Tensor& hidden, const at::Tensor& mask, int be
   if (begin >= end) return hidden;
   // [B, 1, 1, T]: 0 for real keys, MASKED_SCORE for padding, in the compute dtype (as bert.py's encode).
   auto additive = (1.0 - mask.to(hidden.scalar_type())).mul_(kMaskedScore).view({mask.size(0), 1, 1, mask.size(1)});
+  return encode_additive(hidden, additive, begin, end);
+}
+
+at::Tensor Bert::encode_additive(const at::Tensor& hidden, const at::Tensor& additive_mask, int begin, int end) const {
   auto x = hidden;
-  for (int i = begin; i < end; ++i) x = layer(layers_[i], x, additive);
+  for (int i = begin; i < end; ++i) x = layer(layers_[i], x, additive_mask);
   return x;
 }
 

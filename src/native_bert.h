@@ -39,6 +39,12 @@ class Bert {
   at::Tensor embed(const at::Tensor& input_ids, const at::Tensor& token_type_ids, const at::Tensor& position_ids) const;
   // Layers [begin, end) on hidden [B, T, H]; mask [B, T] is nonzero for real keys.
   at::Tensor encode(const at::Tensor& hidden, const at::Tensor& mask, int begin, int end) const;
+  // The same with the additive attention mask given: [B, 1, 1, T] or [B, 1, T, T] in hidden's dtype, 0 where a
+  // query may attend to a key and MASKED_SCORE where not.
+  at::Tensor encode_additive(const at::Tensor& hidden, const at::Tensor& additive_mask, int begin, int end) const;
+  // bert.py's MASKED_SCORE: exp(-1e4) is exactly 0 in fp32 and finite in fp16 and bf16, so a row whose keys are
+  // all masked (a batch filler) still gives finite, unused outputs.
+  static constexpr double kMaskedScore = -10000.0;
   // [B, T, 2] in the compute dtype.
   at::Tensor qa_logits(const at::Tensor& hidden) const;
 

@@ -299,6 +299,51 @@ at::Tensor encode_in_passes(const at::Tensor& ids, const std::vector<int64_t>& l
 
 }  // namespace
 
+namespace {
+
+// Rows of packed questions: short enough for attention over a row to stay cheap, long enough to hold several.
+constexpr int64_t kPackedRow = 128;
+
+// The questions' lower layers with their blocks (the first q_lengths[q] ids of q_rows[q]) packed several to a row,
+// first fit, longest first, so that a batch of questions pays for its tokens rather than for its longest question;
+// unpacked into [questions, longest, H], zero past each question's tokens.
+at::Tensor encode_packed(const Model& model, const std::vector<std::vector<int64_t>>& q_rows,
+                         const std::vector<int64_t>& q_lengths, int k, const c10::Device& device) {
+  const int64_t n = q_rows.size(), longest = *std::max_element(q_lengths.begin(), q_lengths.end());
+  const int64_t row_length = std::max(kPackedRow, longest);
+  std::vector<size_t> order(n);
+  for (int64_t q = 0; q < n; ++q) order[q] = q;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return q_lengths[a] > q_lengths[b]; });
+  std::vector<int64_t> filled, row_of(n), offset_of(n);
+  for (size_t q : order) {
+    size_t r = 0;
+    while (r < filled.size() && filled[r] + q_lengths[q] > row_length) ++r;
+    if (r == filled.size()) filled.push_back(0);
+    row_of[q] = r;
+    offset_of[q] = filled[r];
+    filled[r] += q_lengths[q];
+  }
+  const int64_t rows = filled.size();
+  std::vector<std::vector<int64_t>> ids(rows, std::vector<int64_t>(row_length, model.config().pad_token_id)),
+      positions(rows, std::vector<int64_t>(row_length, 0)), segments(rows, std::vector<int64_t>(row_length, -1));
+  std::vector<int64_t> unpack(n * longest, rows * row_length);  // past a question's tokens: the zero row below
+  for (int64_t q = 0; q < n; ++q)
+    for (int64_t t = 0; t < q_lengths[q]; ++t) {
+      const int64_t r = row_of[q], at = offset_of[q] + t;
+      ids[r][at] = q_rows[q][t];
+      positions[r][at] = t;
+      segments[r][at] = q;
+      unpack[q * longest + t] = r * row_length + at;
+    }
+  auto out = engine::encode_packed_questions(model, rows_to_tensor(ids, device), rows_to_tensor(positions, device),
+                                             rows_to_tensor(segments, device), k);
+  const int64_t hidden = out.size(2);
+  auto flat = at::cat({out.reshape({rows * row_length, hidden}), at::zeros({1, hidden}, out.options())});
+  return flat.index_select(0, indices_on(unpack, device)).view({n, longest, hidden});
+}
+
+}  // namespace
+
 struct ResidentCache::Impl {
   const cache::CacheReader* cache = nullptr;
   std::shared_ptr<const Model> model;
@@ -419,8 +464,10 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       q_cls.push_back(block.cls_position);
     }
     auto q_tensor = rows_to_tensor(q_rows, device);
-    auto q_states = encode_in_passes(q_tensor, q_lengths, options_.batch_size, question_pass_cost,
-                                     [&](const at::Tensor& x) { return engine::encode_questions(*model_, x, k_); });
+    auto q_states = engine::can_pack_questions(*model_)
+                        ? encode_packed(*model_, q_rows, q_lengths, k_, device)
+                        : encode_in_passes(q_tensor, q_lengths, options_.batch_size, question_pass_cost,
+                                           [&](const at::Tensor& x) { return engine::encode_questions(*model_, x, k_); });
     clock.end("lower_layers");
 
     // The documents' windows and layer-k states do not depend on the questions: computed once, or read

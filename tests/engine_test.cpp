@@ -272,6 +272,45 @@ TEST(EngineCuda, MatchesCpu) {
 
 // The native layers (direct ATen calls, fused query/key/value and attention) compute what the model file's
 // TorchScript methods compute, in every piece the engine exposes.
+// Question blocks packed two to a row (attention kept within each question, positions restarting) give each
+// question the states of its block encoded alone.
+TEST(EngineNative, PackedQuestionsEqualEachAlone) {
+  auto path = testing::fixture("tiny-own-vocab.pt");
+  DEFORMER_REQUIRE_FILE(path);
+  LoadOptions scripted_options;
+  scripted_options.native_layers = false;
+  auto model = Model::load(path);
+  ASSERT_TRUE(engine::can_pack_questions(*model));
+  EXPECT_FALSE(engine::can_pack_questions(*Model::load(path, scripted_options)));
+  const SpecialTokens special = make_tokenizer(*model)->special_tokens();
+  const std::vector<std::vector<int64_t>> questions{{5, 9, 14, 30}, {7, 8, 40, 41, 42, 43, 44}, {12, 13, 14}};
+  const int k = model->config().num_layers / 2;
+  c10::InferenceMode guard;
+  // Rows: [q0 | q1 | padding], [q2 | padding], with blocks [CLS] q [SEP].
+  const int64_t length = 16;
+  auto ids = torch::full({2, length}, model->config().pad_token_id, torch::kLong);
+  auto positions = torch::zeros({2, length}, torch::kLong), segments = torch::full({2, length}, -1, torch::kLong);
+  const std::vector<std::pair<int64_t, int64_t>> place{{0, 0}, {0, 6}, {1, 0}};  // (row, offset) of each block
+  std::vector<at::Tensor> alone;
+  for (size_t q = 0; q < questions.size(); ++q) {
+    auto block = question_block(questions[q], questions[q].size() + 2, special);
+    const int64_t n = block.input_ids.size(), r = place[q].first, o = place[q].second;
+    ids[r].narrow(0, o, n).copy_(torch::tensor(block.input_ids, torch::kLong));
+    positions[r].narrow(0, o, n).copy_(torch::arange(n));
+    segments[r].narrow(0, o, n).fill_(static_cast<int64_t>(q));
+    alone.push_back(engine::encode_questions(*model, torch::tensor(block.input_ids, torch::kLong).unsqueeze(0), k)[0]);
+  }
+  auto packed = engine::encode_packed_questions(*model, ids, positions, segments, k);
+  ASSERT_EQ(packed.size(0), 2);
+  for (size_t q = 0; q < questions.size(); ++q) {
+    auto got = packed[place[q].first].narrow(0, place[q].second, alone[q].size(0));
+    EXPECT_LT((got - alone[q]).abs().max().item<double>(), 1e-5) << "question " << q;
+  }
+  // Without the segments (one question per row) the states would differ: the check can fail.
+  auto unsegmented = engine::encode_packed_questions(*model, ids, positions, ids.ne(model->config().pad_token_id).to(torch::kLong) - 1, k);
+  EXPECT_GT((unsegmented[0].narrow(0, 0, alone[0].size(0)) - alone[0]).abs().max().item<double>(), 1e-3);
+}
+
 TEST(EngineNative, EqualsTheModelFilesTorchScriptMethods) {
   auto path = testing::fixture("tiny-own-vocab.pt");
   DEFORMER_REQUIRE_FILE(path);

@@ -38,6 +38,15 @@ at::Tensor qa_logits(const Model& model, const at::Tensor& hidden);
 at::Tensor encode_questions(const Model& model, const at::Tensor& question_ids, int k);
 at::Tensor encode_documents(const Model& model, const at::Tensor& document_ids, int k);
 
+// Question blocks packed several to a row, so that short questions do not pay for padding: ids [rows, T], positions
+// restarting at 0 for each question, and `segments` the question of each token within its row (-1 for padding).
+// Attention stays within a question, so each question's states equal encode_questions on its block alone (up to
+// rounding). BERT with native layers only: can_pack_questions says whether the model takes it, and others throw
+// std::invalid_argument.
+bool can_pack_questions(const Model& model);
+at::Tensor encode_packed_questions(const Model& model, const at::Tensor& ids, const at::Tensor& positions,
+                                   const at::Tensor& segments, int k);
+
 // Deformer upper half: layers k..n-1 and the head on [question states ; document states] with the joint
 // mask. Returns logits [B, question_block + document_block, 2]. XLNet (docs/xlnet.md): the joint sequence is
 // [document ; question], so the logits are [B, document_block + question_block, 2] in that order; segments are
