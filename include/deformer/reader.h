@@ -40,8 +40,8 @@ struct ReaderOptions {
   int batch_size = 32;          // most windows per forward pass
   // What one forward pass costs beyond its tokens, in tokens: a call's rows are sorted by length and split into
   // passes that minimise padded tokens plus this per pass (deformer/layout.h plan_batches). -1: on a GPU 8192
-  // (small passes waste its width; measured on an H200) and 512 for the questions' lower layers (CUDA graphs);
-  // 64 on the CPU (padding is the waste there).
+  // (small passes waste its width; measured on an H200), 64 on the CPU (padding is the waste there). BERT's
+  // questions are packed several to a row instead; other models' question passes cost 512 on a GPU (CUDA graphs).
   int pass_cost_tokens = -1;
   DecodeOptions decode;         // answer decoding semantics and limits
   // Receives warnings (a question cut to the question block); nullptr prints them to stderr.
