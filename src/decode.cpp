@@ -16,6 +16,17 @@ struct TokenSpan {
   int64_t end;
 };
 
+// Keeps `best` the n first of everything offered, in `before` order (a strict weak order), an item offered later
+// losing ties: what a stable sort of every item cut to n gives, without keeping them all.
+template <typename T, typename Before>
+void keep_best(std::vector<T>& best, const T& item, size_t n, Before before) {
+  if (best.size() == n && !before(item, best.back())) return;
+  best.insert(std::upper_bound(best.begin(), best.end(), item, before), item);
+  if (best.size() > n) best.pop_back();
+}
+
+constexpr auto higher_score = [](const auto& a, const auto& b) { return a.score > b.score; };
+
 // Softmax over the positions that may carry probability: the null position and the context tokens. The
 // reference sets every other logit to -10000 first, which gives them exactly zero weight in float32.
 std::vector<double> softmax(const float* logits, const WindowScores& w) {
@@ -43,11 +54,7 @@ std::vector<TokenSpan> best_spans(const std::vector<double>& ps, const std::vect
     if (w.context_token[s] < 0 || ps[s] == 0.0) continue;
     for (int64_t e = s; e < std::min<int64_t>(n, s + max_len); ++e) {
       if (w.context_token[e] < 0 || pe[e] <= 0.0) continue;
-      const double score = ps[s] * pe[e];
-      if (best.size() == static_cast<size_t>(top_k) && score <= best.back().score) continue;
-      auto at = std::upper_bound(best.begin(), best.end(), score, [](double v, const TokenSpan& t) { return v > t.score; });
-      best.insert(at, {score, s, e});
-      if (best.size() > static_cast<size_t>(top_k)) best.pop_back();
+      keep_best(best, TokenSpan{ps[s] * pe[e], s, e}, top_k, higher_score);
     }
   }
   return best;
@@ -113,10 +120,7 @@ std::vector<int64_t> best_positions(const float* logits, const WindowScores& w, 
   best.reserve(n_best + 1);
   for (size_t i = 0; i < w.context_token.size(); ++i) {
     if (w.context_token[i] < 0) continue;
-    const int64_t p = static_cast<int64_t>(i);
-    if (best.size() == static_cast<size_t>(n_best) && !before(p, best.back())) continue;
-    best.insert(std::upper_bound(best.begin(), best.end(), p, before), p);
-    if (best.size() > static_cast<size_t>(n_best)) best.pop_back();
+    keep_best(best, static_cast<int64_t>(i), n_best, before);
   }
   return best;
 }
@@ -135,11 +139,10 @@ std::vector<Span> decode_squad(const std::vector<WindowScores>& windows, const T
         if (w.context_token[s] < 0 || w.context_token[e] < 0 || e < s || e - s + 1 > o.max_answer_length) continue;
         // utils_qa keeps every candidate (no merging), sorts them stably by score and keeps n_best_size: the
         // same as keeping the n_best_size best in arrival order, a later candidate losing ties.
-        const double score = double(w.start_logits[s]) + w.end_logits[e];
-        if (spans.size() == static_cast<size_t>(o.n_best_size) && score <= spans.back().score) continue;
-        auto at = std::upper_bound(spans.begin(), spans.end(), score, [](double v, const Span& x) { return v > x.score; });
-        spans.insert(at, {score, document.offsets[w.context_token[s]].first, document.offsets[w.context_token[e]].second, false});
-        if (spans.size() > static_cast<size_t>(o.n_best_size)) spans.pop_back();
+        keep_best(spans,
+                  Span{double(w.start_logits[s]) + w.end_logits[e], document.offsets[w.context_token[s]].first,
+                       document.offsets[w.context_token[e]].second, false},
+                  o.n_best_size, higher_score);
       }
   }
   if (o.version_2_with_negative && !windows.empty()) {

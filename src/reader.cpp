@@ -249,6 +249,12 @@ at::Tensor read_states(const cache::CacheReader& cache, const std::vector<int64_
   return host;
 }
 
+// The same on the model's device in its compute dtype.
+at::Tensor cached_states(const cache::CacheReader& cache, const std::vector<int64_t>& windows, int64_t rows,
+                         const Model& model) {
+  return to_device(read_states(cache, windows, rows, model), device_of(model)).to(dtype_of(model));
+}
+
 // One planned forward pass: its rows (indices into the caller's list) and the lengths they were padded to.
 struct Pass {
   std::vector<size_t> rows;
@@ -296,10 +302,6 @@ at::Tensor encode_in_passes(const at::Tensor& ids, const std::vector<int64_t>& l
   }
   return out;
 }
-
-}  // namespace
-
-namespace {
 
 // Rows of packed questions: short enough for attention over a row to stay cheap, long enough to hold several.
 constexpr int64_t kPackedRow = 128;
@@ -532,7 +534,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       d_states = resident->impl().gather(cached_windows, d_longest);
       clock.end("cache_read");
     } else if (cache && !read_per_pass) {
-      d_states = to_device(read_states(*cache, cached_windows, d_longest, *model_), device).to(dtype_of(*model_));
+      d_states = cached_states(*cache, cached_windows, d_longest, *model_);
       clock.end("cache_read");
     } else if (!cache) {
       d_states = encode_in_passes(d_ids, w_rows, options_.batch_size, pass_cost,
@@ -558,7 +560,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       if (read_per_pass) {
         std::vector<int64_t> pass_windows;
         for (size_t i : passes[p].rows) pass_windows.push_back(cached_windows[pair_w[i]]);
-        pass_states = to_device(read_states(*cache, pass_windows, d_len, *model_), device).to(dtype_of(*model_));
+        pass_states = cached_states(*cache, pass_windows, d_len, *model_);
       } else {
         pass_states = d_states.slice(1, 0, d_len).index_select(0, wi);
       }
@@ -669,7 +671,7 @@ ResidentCache::ResidentCache(const cache::CacheReader& cache, std::shared_ptr<co
       for (int64_t r = 0; r < cache.window(windows[i]).rows; ++r) real.push_back(static_cast<int64_t>(i) * longest + r);
       total += cache.window(windows[i]).rows;
     }
-    auto states = to_device(read_states(cache, windows, longest, *model), device).to(dtype_of(*model)).view({-1, hidden});
+    auto states = cached_states(cache, windows, longest, *model).view({-1, hidden});
     parts.push_back(states.index_select(0, indices_on(real, device)));
   }
   parts.push_back(at::zeros({1, hidden}, at::TensorOptions(dtype_of(*model)).device(device)));
