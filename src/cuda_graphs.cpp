@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 
 #ifdef DEFORMER_CUDA_GRAPHS
@@ -28,15 +29,33 @@ struct GraphCache::Impl {
   std::mutex mutex;
   std::map<std::string, Graph> graphs;
   std::optional<decltype(at::cuda::graph_pool_handle())> pool;  // shared by every graph (see the header)
+  // Every capture runs on this one stream: cuBLAS keeps a workspace (32 MiB on Hopper) per stream it has seen, so
+  // a fresh pool stream per capture held one more workspace per graph.
+  std::optional<c10::cuda::CUDAStream> capture_stream;
+  // Static inputs are views of one buffer per (input position, dtype), grown when a graph needs more.
+  std::map<std::pair<size_t, at::ScalarType>, at::Tensor> input_buffers;
+  int64_t unshared_input_bytes = 0;
   at::cuda::CUDAEvent last_copy;  // after the last replay's output copy; the next replay waits for it
   bool warned = false;
 
-  // Warm-up runs on a side stream (cuBLAS workspaces and lazy initialisation happen outside the capture), then
-  // the capture there; the caller's stream waits for all of it.
+  at::Tensor static_input(size_t position, const at::Tensor& like) {
+    at::Tensor& buffer = input_buffers[{position, like.scalar_type()}];
+    const int64_t n = like.numel();
+    // Doubling bounds what graphs still holding an outgrown buffer keep alive to the size of the newest one.
+    if (!buffer.defined() || buffer.numel() < n)
+      buffer = at::empty({std::max<int64_t>(n, buffer.defined() ? 2 * buffer.numel() : 0)}, like.options());
+    unshared_input_bytes += n * like.element_size();
+    return buffer.narrow(0, 0, n).view(like.sizes());
+  }
+
+  // Warm-up runs on the capture stream (cuBLAS workspaces and lazy initialisation happen outside the capture),
+  // then the capture there; the caller's stream waits for all of it.
   void capture(const std::string& key, Graph& g, const std::vector<at::Tensor>& inputs, const Body& body) {
-    for (const auto& x : inputs) g.inputs.push_back(x.clone());
     auto caller = c10::cuda::getCurrentCUDAStream();
-    auto side = c10::cuda::getStreamFromPool();
+    last_copy.block(caller);  // the buffers may still be read by the last replay
+    for (size_t i = 0; i < inputs.size(); ++i) g.inputs.push_back(static_input(i, inputs[i]).copy_(inputs[i]));
+    if (!capture_stream) capture_stream = c10::cuda::getStreamFromPool();
+    auto side = *capture_stream;
     at::cuda::CUDAEvent ready;
     ready.record(caller);
     ready.block(side);
@@ -93,6 +112,19 @@ size_t GraphCache::size() const {
   return n;
 }
 
+GraphCache::Held GraphCache::held() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  Held h;
+  h.unshared_input_bytes = impl_->unshared_input_bytes;
+  std::set<const void*> buffers;  // outgrown buffers still count while a graph holds a view of them
+  for (const auto& [key, g] : impl_->graphs) {
+    for (const auto& x : g.inputs)
+      if (buffers.insert(x.storage().data()).second) h.input_bytes += x.storage().nbytes();
+    if (g.output.defined()) h.output_bytes += g.output.numel() * g.output.element_size();
+  }
+  return h;
+}
+
 at::Tensor GraphCache::run(const std::string& key, const std::vector<at::Tensor>& inputs, const Body& body) {
   if (inputs.empty() || !inputs.front().is_cuda()) return body(inputs);
   c10::cuda::CUDAGuard device(inputs.front().device());
@@ -121,6 +153,7 @@ GraphCache::GraphCache() : impl_(std::make_unique<Impl>()) {}
 GraphCache::~GraphCache() = default;
 bool GraphCache::available() { return false; }
 size_t GraphCache::size() const { return 0; }
+GraphCache::Held GraphCache::held() const { return {}; }
 at::Tensor GraphCache::run(const std::string&, const std::vector<at::Tensor>& inputs, const Body& body) { return body(inputs); }
 
 #endif

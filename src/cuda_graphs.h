@@ -5,7 +5,8 @@
 //
 // Thread safety: run() may be called from several threads at once. Captures and replays are serialised by one
 // mutex, and each replay is ordered after the previous one's output copy, whatever stream the callers use; this
-// is what lets every graph share one memory pool (a graph's intermediates are free while no replay runs).
+// is what lets every graph share one memory pool (a graph's intermediates are free while no replay runs) and one
+// set of static input buffers (a graph's inputs are copied in just before its replay).
 
 #include <ATen/core/Tensor.h>
 
@@ -35,6 +36,14 @@ class GraphCache {
 
   // Graphs captured so far (for tests and benchmarks).
   size_t size() const;
+
+  // Device bytes the graphs hold between calls, besides their shared memory pool.
+  struct Held {
+    int64_t input_bytes = 0;           // the static input buffers, shared by every graph
+    int64_t unshared_input_bytes = 0;  // what they would take with a buffer per graph and input
+    int64_t output_bytes = 0;          // the static outputs, one per graph
+  };
+  Held held() const;
 
   // True when this build can capture graphs (LibTorch with CUDA and the CUDA headers at build time).
   static bool available();

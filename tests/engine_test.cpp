@@ -416,6 +416,11 @@ TEST(EngineCuda, GraphReplaysEqualEagerCalls) {
     const size_t captured = graphed->impl().graphs->size();
     check(1, 10, 199);  // pads to the graphs of (1, 9, 200): nothing new is captured
     EXPECT_EQ(graphed->impl().graphs->size(), captured);
+    // The graphs' static inputs share buffers: they hold at most the doubled largest input of each kind, not one
+    // buffer per graph (the replays above, alternating graphs, show the sharing keeps results apart).
+    const auto held = graphed->impl().graphs->held();
+    EXPECT_GT(held.input_bytes, 0);
+    EXPECT_LT(held.input_bytes, held.unshared_input_bytes);
 
     std::vector<std::thread> threads;
     std::vector<double> diffs(4, 1e9);

@@ -54,6 +54,14 @@ check(refs.get("eager", {}).get("windows") == modes["full"]["windows"], "eager r
 check(refs.get("hf", {}).get("available") is True or bool(refs.get("hf", {}).get("reason")), "hf reference or reason")
 for key in ("deformer_k2_vs_full", "deformer_k2_vs_eager", "deformer_k2_question_memory_vs_full", "deformer_resident_k2_vs_full"):
     check(r["ratios"].get(key, 0) > 0, "ratio " + key)
+by_round = r.get("ratios_by_round", {})
+for key in ("deformer_k2_vs_full", "deformer_k2_vs_eager", "deformer_resident_k2_vs_full"):
+    rounds = by_round.get(key, [])
+    check(len(rounds) == 2 and all(x > 0 for x in rounds), "ratio by round " + key)
+full_rounds = modes["full"].get("questions_per_s_by_round", [1, 1])
+deformer_rounds = modes["deformer"].get("questions_per_s_by_round", [0, 0])
+check(abs(by_round.get("deformer_k2_vs_full", [0])[0] - deformer_rounds[0] / full_rounds[0]) < 1e-9,
+      "a round's ratio is that round's deformer rate over its full rate")
 if problems:
     print("FAIL: " + "; ".join(problems))
     print(json.dumps(r, indent=1))

@@ -253,17 +253,22 @@ void reset_cuda_peak(const Model& model) {
 #endif
 }
 
-// Peak and current bytes allocated by LibTorch's CUDA allocator (aggregate pool); -1 without CUDA.
-std::pair<int64_t, int64_t> cuda_allocated(const Model& model) {
+// LibTorch's CUDA allocator (aggregate pool): bytes handed out to tensors and bytes held from the device (what
+// the process takes from the GPU, the graphs' memory pool included), peak and current; -1 without CUDA.
+struct CudaMemory {
+  int64_t allocated_peak = -1, allocated = -1, reserved_peak = -1, reserved = -1;
+};
+CudaMemory cuda_memory(const Model& model) {
 #ifdef DEFORMER_CUDA_STATS
   if (model.options().device == Device::kCUDA) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(model.options().device_index);
-    return {stats.allocated_bytes[0].peak, stats.allocated_bytes[0].current};
+    return {stats.allocated_bytes[0].peak, stats.allocated_bytes[0].current, stats.reserved_bytes[0].peak,
+            stats.reserved_bytes[0].current};
   }
 #else
   (void)model;
 #endif
-  return {-1, -1};
+  return {};
 }
 
 std::string cache_path(const BenchArgs& args, int k) {
@@ -378,7 +383,7 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
     for (size_t q : groups[g]) queries[g].push_back({w.questions[q].text, {w.questions[q].doc_id}});
   synchronize(*model);
   const int64_t rss_before = proc_status_bytes("VmRSS:");
-  const auto cuda_before = cuda_allocated(*model);
+  const auto cuda_before = cuda_memory(*model);
   reset_cuda_peak(*model);
 
   // Full mode reads the group's contexts from the workload (deformer mode from the cache).
@@ -403,7 +408,7 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
       if (pass > 0) times[g].push_back(s);
       for (size_t i = 0; i < groups[g].size(); ++i) answers[groups[g][i]] = result[i].empty() ? "" : result[i].front().answer;
     }
-  const auto cuda_after = cuda_allocated(*model);
+  const auto cuda_after = cuda_memory(*model);
   const int64_t rss_peak = proc_status_bytes("VmHWM:");
   std::map<std::string, double> phases;
   {
@@ -451,9 +456,13 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
             {"phases_ms_per_pass", phases},
             {"phases_note", "one more pass with the device synchronised after each phase (ReaderOptions::on_phase)"}};
   if (held) r["resident"] = resident_info;
-  if (cuda_after.first >= 0)
-    r["cuda"] = {{"peak_allocated_bytes", cuda_after.first}, {"allocated_after_load_bytes", cuda_before.second},
-                 {"question_time_peak_bytes", cuda_after.first - cuda_before.second}};
+  if (cuda_after.allocated_peak >= 0)
+    r["cuda"] = {{"peak_allocated_bytes", cuda_after.allocated_peak},
+                 {"allocated_after_load_bytes", cuda_before.allocated},
+                 {"question_time_peak_bytes", cuda_after.allocated_peak - cuda_before.allocated},
+                 {"peak_reserved_bytes", cuda_after.reserved_peak},
+                 {"reserved_after_load_bytes", cuda_before.reserved},
+                 {"question_time_reserved_peak_bytes", cuda_after.reserved_peak - cuda_before.reserved}};
   if (deformer) {
     r["k"] = k;
   }
@@ -650,7 +659,15 @@ void print_table(const json& r, std::ostream& os) {
     if (x.value("available", false)) row("ref " + x["reference"].get<std::string>(), x);
     else os << "ref " << x["reference"].get<std::string>() << ": unavailable (" << x.value("reason", "") << ")\n";
   }
-  for (const auto& [name, value] : r["ratios"].items()) os << "  " << name << ": " << std::setprecision(2) << value.get<double>() << "x\n";
+  for (const auto& [name, value] : r["ratios"].items()) {
+    os << "  " << name << ": " << std::setprecision(2) << value.get<double>() << "x";
+    if (r.contains("ratios_by_round") && r["ratios_by_round"].contains(name)) {
+      os << " (by round:";
+      for (const auto& x : r["ratios_by_round"][name]) os << " " << x.get<double>();
+      os << ")";
+    }
+    os << "\n";
+  }
   for (const auto& b : r["cache_build"]) os << "  cache build k=" << b["k"] << ": " << std::setprecision(1) << b["windows_per_s"].get<double>() << " windows/s\n";
   for (const auto& x : r["runs"]) {
     os << "  phases of " << x["mode"].get<std::string>() << (x.contains("k") ? " k=" + std::to_string(x["k"].get<int>()) : "")
@@ -809,14 +826,36 @@ int run(BenchArgs& args) {
   for (const auto& measurement : references) report["references"].push_back(median_round(measurement));
   report["rounds"] = args.rounds;
   if (!matmul.is_null()) report["matmul_peak"] = matmul;
-  for (const auto& r : report["runs"]) {
+  // With rounds, each speed ratio also round by round (a drifting machine moves both sides of a round together).
+  json by_round = json::object();
+  auto ratio_by_round = [&](const std::string& name, const std::vector<json>& of, const std::vector<json>& to) {
+    if (args.rounds < 2) return;
+    for (size_t i = 0; i < of.size() && i < to.size(); ++i)
+      by_round[name].push_back(of[i]["questions_per_s"].get<double>() / to[i]["questions_per_s"].get<double>());
+  };
+  const std::vector<json>* full_rounds = nullptr;
+  for (const auto& m : runs)
+    if (m.front()["mode"] == "full") full_rounds = &m;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const json& r = report["runs"][i];
     if (r["mode"] != "deformer") continue;
     const std::string k = (r["states"] == "resident" ? "resident_k" : "k") + std::to_string(r["k"].get<int>());
     const double qps = r["questions_per_s"].get<double>();
-    if (!full_run.is_null()) report["ratios"]["deformer_" + k + "_vs_full"] = qps / full_run["questions_per_s"].get<double>();
-    for (const auto& ref : report["references"])
-      if (ref.value("available", false))
-        report["ratios"]["deformer_" + k + "_vs_" + ref["reference"].get<std::string>()] = qps / ref["questions_per_s"].get<double>();
+    if (!full_run.is_null()) {
+      report["ratios"]["deformer_" + k + "_vs_full"] = qps / full_run["questions_per_s"].get<double>();
+      ratio_by_round("deformer_" + k + "_vs_full", runs[i], *full_rounds);
+    }
+    for (size_t j = 0; j < references.size(); ++j) {
+      const json& ref = report["references"][j];
+      if (!ref.value("available", false)) continue;
+      const std::string name = "deformer_" + k + "_vs_" + ref["reference"].get<std::string>();
+      report["ratios"][name] = qps / ref["questions_per_s"].get<double>();
+      ratio_by_round(name, runs[i], references[j]);
+    }
+    if (!full_run.is_null() && r.contains("cuda"))
+      report["ratios"]["deformer_" + k + "_question_reserved_memory_vs_full"] =
+          double(r["cuda"]["question_time_reserved_peak_bytes"].get<int64_t>()) /
+          full_run["cuda"]["question_time_reserved_peak_bytes"].get<int64_t>();
     if (!full_run.is_null())
       report["ratios"]["deformer_" + k + "_question_memory_vs_full"] =
           r.contains("cuda") ? double(r["cuda"]["question_time_peak_bytes"].get<int64_t>()) / full_run["cuda"]["question_time_peak_bytes"].get<int64_t>()
@@ -827,6 +866,7 @@ int run(BenchArgs& args) {
       if (ref.value("available", false))
         report["ratios"]["full_vs_" + ref["reference"].get<std::string>()] =
             full_run["questions_per_s"].get<double>() / ref["questions_per_s"].get<double>();
+  if (!by_round.empty()) report["ratios_by_round"] = by_round;
   if (!temporary.empty()) remove_tree(temporary);
 
   const bool terminal = ::isatty(1);
