@@ -54,6 +54,14 @@ check(refs.get("eager", {}).get("windows") == modes["full"]["windows"], "eager r
 check(refs.get("hf", {}).get("available") is True or bool(refs.get("hf", {}).get("reason")), "hf reference or reason")
 for key in ("deformer_k2_vs_full", "deformer_k2_vs_eager", "deformer_k2_question_memory_vs_full", "deformer_resident_k2_vs_full"):
     check(r["ratios"].get(key, 0) > 0, "ratio " + key)
+# The paper's memory measure (bytes requested, summed): reported where the tools have tcmalloc's hook, and then
+# lower in deformer mode, whose lower layers see only the question.
+requested = [x.get("requested_bytes_per_question") for x in modes.values()]
+check(all(b is None for b in requested) or all(b is not None and b > 0 for b in requested), "requested bytes in every mode")
+if requested[0] is not None:
+    check(modes["deformer"]["requested_bytes_per_question"] < modes["full"]["requested_bytes_per_question"],
+          "deformer mode requests fewer bytes than full mode")
+    check(0 < r["ratios"].get("deformer_k2_requested_bytes_vs_full", 0) < 1, "requested bytes ratio")
 by_round = r.get("ratios_by_round", {})
 for key in ("deformer_k2_vs_full", "deformer_k2_vs_eager", "deformer_resident_k2_vs_full"):
     rounds = by_round.get(key, [])

@@ -19,7 +19,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef DEFORMER_MALLOC_HOOKS
+#include <gperftools/malloc_hook_c.h>
+#endif
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -27,6 +32,7 @@
 #include <cstring>
 #include <ftw.h>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <map>
 #include <iostream>
@@ -257,18 +263,51 @@ void reset_cuda_peak(const Model& model) {
 // the process takes from the GPU, the graphs' memory pool included), peak and current; -1 without CUDA.
 struct CudaMemory {
   int64_t allocated_peak = -1, allocated = -1, reserved_peak = -1, reserved = -1;
+  int64_t allocated_total = -1;  // every allocation's bytes summed since the process began
 };
 CudaMemory cuda_memory(const Model& model) {
 #ifdef DEFORMER_CUDA_STATS
   if (model.options().device == Device::kCUDA) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(model.options().device_index);
     return {stats.allocated_bytes[0].peak, stats.allocated_bytes[0].current, stats.reserved_bytes[0].peak,
-            stats.reserved_bytes[0].current};
+            stats.reserved_bytes[0].current, stats.allocated_bytes[0].allocated};
   }
 #else
   (void)model;
 #endif
   return {};
+}
+
+// Bytes the allocations made while `run` runs request, summed (frees not subtracted); -1 without CUDA stats.
+int64_t cuda_bytes_requested(const Model& model, const std::function<void()>& run) {
+  const int64_t before = cuda_memory(model).allocated_total;
+  if (before < 0) return -1;
+  run();
+  return cuda_memory(model).allocated_total - before;
+}
+
+#ifdef DEFORMER_MALLOC_HOOKS  // tcmalloc's allocation hook (tools/CMakeLists.txt)
+std::atomic<bool> counting_allocations{false};
+std::atomic<int64_t> allocated_while_counting{0};
+void count_allocation(const void*, size_t size) {
+  if (counting_allocations.load(std::memory_order_relaxed)) allocated_while_counting.fetch_add(size, std::memory_order_relaxed);
+}
+#endif
+
+// The same for the host: the bytes every malloc from any thread asks for while `run` runs; -1 without tcmalloc.
+int64_t host_bytes_requested(const std::function<void()>& run) {
+#ifdef DEFORMER_MALLOC_HOOKS
+  static const bool hooked = MallocHook_AddNewHook(&count_allocation) != 0;
+  if (!hooked) return -1;
+  allocated_while_counting = 0;
+  counting_allocations = true;
+  run();
+  counting_allocations = false;
+  return allocated_while_counting.load();
+#else
+  (void)run;
+  return -1;
+#endif
 }
 
 std::string cache_path(const BenchArgs& args, int k) {
@@ -396,9 +435,10 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
     }
   std::vector<std::vector<double>> times(groups.size());
   std::vector<std::string> answers(w.questions.size());
-  auto ask = [&](const Reader& r, size_t g) {
-    return held ? r.ask(queries[g], *resident) : deformer ? r.ask(queries[g], *cache) : r.ask(queries[g], group_docs[g]);
+  auto ask_with = [&](const Reader& r, const ResidentCache* states, size_t g) {
+    return held ? r.ask(queries[g], *states) : deformer ? r.ask(queries[g], *cache) : r.ask(queries[g], group_docs[g]);
   };
+  auto ask = [&](const Reader& r, size_t g) { return ask_with(r, resident.get(), g); };
   for (int pass = 0; pass <= args.repeats; ++pass)
     for (size_t g = 0; g < groups.size(); ++g) {
       const auto begin = Clock::now();
@@ -416,6 +456,30 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
     po.on_phase = [&](const char* phase, double seconds) { phases[phase] += seconds * 1e3; };
     Reader profiled(model, po);
     for (size_t g = 0; g < groups.size(); ++g) ask(profiled, g);
+  }
+  // The paper's memory figure (the DeFormer code's benchmark.py --profile_memory: TensorFlow's
+  // total_requested_bytes) is not a peak but the bytes every op of a forward requests, summed. Measured over one
+  // pass after a warm-up one: on the GPU, LibTorch's CUDA allocator's cumulative allocated bytes, on the same
+  // model loaded without CUDA graphs (a replay allocates nothing); on the CPU, the bytes malloc is asked for.
+  double requested_per_question = -1;
+  {
+    const bool gpu = model->options().device == Device::kCUDA;
+    std::shared_ptr<const Model> eager = model;
+    std::unique_ptr<ResidentCache> eager_states;
+    if (gpu) {
+      LoadOptions eager_options = model->options();
+      eager_options.cuda_graphs = false;
+      eager = Model::load(args.model.model, eager_options);
+      if (held) eager_states = std::make_unique<ResidentCache>(*cache, eager);
+    }
+    Reader eager_reader(eager, o);
+    auto pass = [&] {
+      for (size_t g = 0; g < groups.size(); ++g) ask_with(eager_reader, gpu ? eager_states.get() : resident.get(), g);
+      synchronize(*eager);
+    };
+    pass();
+    const int64_t bytes = gpu ? cuda_bytes_requested(*eager, pass) : host_bytes_requested(pass);
+    if (bytes >= 0) requested_per_question = double(bytes) / w.questions.size();
   }
 
   std::vector<double> group_time(groups.size()), latencies;
@@ -463,6 +527,11 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
                  {"peak_reserved_bytes", cuda_after.reserved_peak},
                  {"reserved_after_load_bytes", cuda_before.reserved},
                  {"question_time_reserved_peak_bytes", cuda_after.reserved_peak - cuda_before.reserved}};
+  if (requested_per_question >= 0) {
+    r["requested_bytes_per_question"] = requested_per_question;
+    r["requested_bytes_note"] = "the bytes all allocations of one pass request, summed, per question (without CUDA graphs): "
+                                "the paper's memory measure (TensorFlow's total_requested_bytes), not a peak";
+  }
   if (deformer) {
     r["k"] = k;
   }
@@ -852,10 +921,14 @@ int run(BenchArgs& args) {
       report["ratios"][name] = qps / ref["questions_per_s"].get<double>();
       ratio_by_round(name, runs[i], references[j]);
     }
-    if (!full_run.is_null() && r.contains("cuda"))
+    if (!full_run.is_null() && r.contains("cuda")) {
       report["ratios"]["deformer_" + k + "_question_reserved_memory_vs_full"] =
           double(r["cuda"]["question_time_reserved_peak_bytes"].get<int64_t>()) /
           full_run["cuda"]["question_time_reserved_peak_bytes"].get<int64_t>();
+    }
+    if (!full_run.is_null() && r.contains("requested_bytes_per_question") && full_run.contains("requested_bytes_per_question"))
+      report["ratios"]["deformer_" + k + "_requested_bytes_vs_full"] =
+          r["requested_bytes_per_question"].get<double>() / full_run["requested_bytes_per_question"].get<double>();
     if (!full_run.is_null())
       report["ratios"]["deformer_" + k + "_question_memory_vs_full"] =
           r.contains("cuda") ? double(r["cuda"]["question_time_peak_bytes"].get<int64_t>()) / full_run["cuda"]["question_time_peak_bytes"].get<int64_t>()
