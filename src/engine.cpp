@@ -104,35 +104,6 @@ at::Tensor xlnet_answer_logits(const Model& model, const at::Tensor& question_st
   return qa_logits(model, upper);
 }
 
-// BERT's upper layers on rows of `length` tokens holding each pair's real question tokens and then its real
-// document tokens (the blocks' leading non-padding ids), the logits put back in the [question block ; document
-// block] layout with zeros at padding. The upper layers take no positions (they entered at the embeddings) and
-// attention and the feed-forward layers do not depend on where a token sits in its row, so only the mask changes.
-at::Tensor joined_answer_logits(const Model& model, const at::Tensor& question_states, const at::Tensor& question_ids,
-                                const at::Tensor& document_states, const at::Tensor& document_ids, int k, int64_t length) {
-  const int64_t pad = model.config().pad_token_id;
-  const int64_t batch = question_states.size(0), q_len = question_ids.size(1), d_len = document_ids.size(1);
-  const int64_t hidden_size = question_states.size(2);
-  auto q_real = question_ids.ne(pad).sum(1, /*keepdim=*/true), d_real = document_ids.ne(pad).sum(1, /*keepdim=*/true);
-  auto row = at::arange(batch, question_ids.options()).unsqueeze(1);
-  // Rows of [question states ; document states ; one zero row], gathered into the joined rows.
-  auto t = at::arange(length, question_ids.options()).unsqueeze(0);
-  const int64_t zero_row = batch * (q_len + d_len);
-  auto source = at::where(t < q_real, row * q_len + t,
-                          at::where(t < q_real + d_real, batch * q_len + row * d_len + (t - q_real), at::full_like(t, zero_row)));
-  auto rows = at::cat({question_states.reshape({batch * q_len, hidden_size}), document_states.reshape({batch * d_len, hidden_size}),
-                       at::zeros({1, hidden_size}, question_states.options())});
-  auto hidden = rows.index_select(0, source.reshape({-1})).view({batch, length, hidden_size});
-  auto mask = (t < q_real + d_real).to(at::kLong);
-  auto logits = qa_logits(model, run_layers(model, hidden, mask, k, model.config().num_layers));
-  auto j = at::arange(q_len + d_len, question_ids.options()).unsqueeze(0);
-  const int64_t zero_logit = batch * length;
-  auto back = at::where(j < q_len, at::where(j < q_real, row * length + j, at::full_like(j, zero_logit)),
-                        at::where(j - q_len < d_real, row * length + q_real + (j - q_len), at::full_like(j, zero_logit)));
-  auto flat = at::cat({logits.reshape({batch * length, 2}), at::zeros({1, 2}, logits.options())});
-  return flat.index_select(0, back.reshape({-1})).view({batch, q_len + d_len, 2});
-}
-
 }  // namespace
 
 void check_split(const Model& model, int k) {
@@ -246,49 +217,13 @@ at::Tensor encode_documents(const Model& model, const at::Tensor& document_ids, 
   return encode_block_maybe_graph(model, document_ids, 1, k, model.config().document_block, 64, "documents");
 }
 
-namespace {
-
-// joined_answer_logits through a graph when the call is small enough, in the shapes answer_logits' graphs use.
-at::Tensor joined_logits_maybe_graph(const Model& model, const at::Tensor& question_states, const at::Tensor& question_ids,
-                                     const at::Tensor& document_states, const at::Tensor& document_ids, int k,
-                                     int64_t joined_length) {
-  const auto& c = model.config();
-  // A length too short would cut tokens off; CUDA callers are trusted (checking would wait for the device).
-  if (question_ids.is_cpu()) {
-    const int64_t longest = (question_ids.ne(c.pad_token_id).sum(1) + document_ids.ne(c.pad_token_id).sum(1)).max().item<int64_t>();
-    if (joined_length < longest)
-      throw std::invalid_argument("joined_length " + std::to_string(joined_length) + " is shorter than a pair's " +
-                                  std::to_string(longest) + " real tokens");
-  }
-  const int64_t batch = question_states.size(0), q_len = question_ids.size(1), d_len = document_ids.size(1);
-  auto* graphs = graphs_for(model, batch, joined_length);
-  if (!graphs) return joined_answer_logits(model, question_states, question_ids, document_states, document_ids, k, joined_length);
-  c10::InferenceMode guard;
-  const int64_t rows = graph_rows(batch), q_pad = graph_length(q_len, 8, c.question_block),
-                d_pad = graph_length(d_len, 64, c.document_block);
-  const int64_t length = std::min(q_pad + d_pad, graph_length(joined_length, 32, c.question_block + c.document_block));
-  const double pad = c.pad_token_id;
-  auto out = graphs->run(graph_key("joined", k, rows, q_pad, d_pad) + " length=" + std::to_string(length),
-                         {pad_rows(question_states, rows, q_pad, 0), pad_rows(question_ids, rows, q_pad, pad),
-                          pad_rows(document_states, rows, d_pad, 0), pad_rows(document_ids, rows, d_pad, pad)},
-                         [&](const std::vector<at::Tensor>& in) {
-                           return joined_answer_logits(model, in[0], in[1], in[2], in[3], k, length);
-                         });
-  return at::cat({out.narrow(0, 0, batch).narrow(1, 0, q_len), out.narrow(0, 0, batch).narrow(1, q_pad, d_len)}, 1);
-}
-
-}  // namespace
-
 at::Tensor answer_logits(const Model& model, const at::Tensor& question_states, const at::Tensor& question_ids,
-                         const at::Tensor& document_states, const at::Tensor& document_ids, int k, int64_t joined_length) {
+                         const at::Tensor& document_states, const at::Tensor& document_ids, int k) {
   check_split(model, k);
   if (question_states.size(0) != document_states.size(0))
     throw std::invalid_argument("question and document batches differ: " + std::to_string(question_states.size(0)) +
                                 " vs " + std::to_string(document_states.size(0)));
-  if (joined_length < 0) throw std::invalid_argument("joined_length must not be negative, got " + std::to_string(joined_length));
   if (is_xlnet(model)) return xlnet_answer_logits(model, question_states, question_ids, document_states, document_ids, k);
-  if (joined_length > 0 && can_pack_questions(model))
-    return joined_logits_maybe_graph(model, question_states, question_ids, document_states, document_ids, k, joined_length);
   auto joint = [&](const std::vector<at::Tensor>& in) {
     auto hidden = at::cat({in[0], in[2]}, 1);
     auto mask = at::cat({in[1], in[3]}, 1).ne(model.config().pad_token_id).to(at::kLong);

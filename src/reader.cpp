@@ -259,23 +259,15 @@ at::Tensor cached_states(const cache::CacheReader& cache, const std::vector<int6
 struct Pass {
   std::vector<size_t> rows;
   int64_t first_length = 0, second_length = 0;
-  int64_t joined_length = 0;  // with `joined`: the longest first + second length of the pass's rows
 };
 
-// Passes over rows of two parts each ([question ; document]); `joined`: each row's parts sit side by side (answer_logits'
-// joined_length), so a pass costs its longest row rather than its longest first part plus its longest second part.
-std::vector<Pass> plan_passes(const std::vector<std::array<int64_t, 2>>& lengths, int64_t max_rows, int64_t cost,
-                              bool joined = false) {
-  auto plan_by = lengths;
-  if (joined)
-    for (auto& l : plan_by) l = {l[0] + l[1], 0};
+std::vector<Pass> plan_passes(const std::vector<std::array<int64_t, 2>>& lengths, int64_t max_rows, int64_t cost) {
   std::vector<Pass> passes;
-  for (auto& rows : plan_batches(plan_by, max_rows, cost)) {
+  for (auto& rows : plan_batches(lengths, max_rows, cost)) {
     Pass p;
     for (size_t i : rows) {
       p.first_length = std::max(p.first_length, lengths[i][0]);
       p.second_length = std::max(p.second_length, lengths[i][1]);
-      if (joined) p.joined_length = std::max(p.joined_length, lengths[i][0] + lengths[i][1]);
     }
     p.rows = std::move(rows);
     passes.push_back(std::move(p));
@@ -550,8 +542,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       clock.end("lower_layers");
     }
 
-    // BERT's native upper layers take each pair's question and document tokens side by side.
-    const auto passes = plan_passes(pair_lengths, options_.batch_size, pass_cost, engine::can_pack_questions(*model_));
+    const auto passes = plan_passes(pair_lengths, options_.batch_size, pass_cost);
     std::vector<int64_t> order_q, order_w;
     for (const auto& p : passes)
       for (size_t i : p.rows) {
@@ -575,8 +566,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
       }
       logits.push_back(logits_to_host(engine::answer_logits(*model_, q_states.slice(1, 0, q_len).index_select(0, qi),
                                                              q_tensor.slice(1, 0, q_len).index_select(0, qi), pass_states,
-                                                             d_ids.slice(1, 0, d_len).index_select(0, wi), k_,
-                                                             passes[p].joined_length),
+                                                             d_ids.slice(1, 0, d_len).index_select(0, wi), k_),
                                        p + 1 == passes.size()));
     }
     clock.end("upper_layers");

@@ -311,48 +311,6 @@ TEST(EngineNative, PackedQuestionsEqualEachAlone) {
   EXPECT_GT((unsegmented[0].narrow(0, 0, alone[0].size(0)) - alone[0]).abs().max().item<double>(), 1e-3);
 }
 
-// Pairs whose question and document tokens sit side by side in rows as long as the longest pair (joined_length)
-// give the logits of the [question block ; document block] rows at every real position, and 0 at padding.
-TEST(EngineNative, JoinedRowsEqualSeparateBlocks) {
-  auto path = testing::fixture("tiny-own-vocab.pt");
-  DEFORMER_REQUIRE_FILE(path);
-  auto model = Model::load(path);
-  ASSERT_TRUE(engine::can_pack_questions(*model));
-  const auto& c = model->config();
-  const int k = c.num_layers / 2;
-  c10::InferenceMode guard;
-  torch::manual_seed(5);
-  // Three pairs: a long question with a short document, a short question with a long document, and a middle one;
-  // real tokens first in each block, as layout.h builds them.
-  const std::vector<std::pair<int64_t, int64_t>> real{{20, 30}, {5, 90}, {11, 47}};
-  const int64_t q_len = 24, d_len = 96;
-  auto q = torch::full({3, q_len}, c.pad_token_id, torch::kLong), d = torch::full({3, d_len}, c.pad_token_id, torch::kLong);
-  int64_t longest = 0;
-  for (int64_t i = 0; i < 3; ++i) {
-    q[i].narrow(0, 0, real[i].first).copy_(torch::randint(5, c.vocab_size, {real[i].first}, torch::kLong));
-    d[i].narrow(0, 0, real[i].second).copy_(torch::randint(5, c.vocab_size, {real[i].second}, torch::kLong));
-    longest = std::max(longest, real[i].first + real[i].second);
-  }
-  auto q_states = engine::encode_questions(*model, q, k), d_states = engine::encode_documents(*model, d, k);
-  auto separate = engine::answer_logits(*model, q_states, q, d_states, d, k);
-  ASSERT_LT(longest, q_len + d_len);  // the joined rows are shorter: the check covers moved tokens
-  auto joined = engine::answer_logits(*model, q_states, q, d_states, d, k, longest);
-  ASSERT_EQ(joined.sizes(), separate.sizes());
-  for (int64_t i = 0; i < 3; ++i) {
-    auto real_q = [&](const at::Tensor& x) { return x[i].narrow(0, 0, real[i].first); };
-    auto real_d = [&](const at::Tensor& x) { return x[i].narrow(0, q_len, real[i].second); };
-    EXPECT_LT((real_q(joined) - real_q(separate)).abs().max().item<double>(), 1e-5) << "pair " << i;
-    EXPECT_LT((real_d(joined) - real_d(separate)).abs().max().item<double>(), 1e-5) << "pair " << i;
-    EXPECT_EQ(joined[i].narrow(0, real[i].first, q_len - real[i].first).abs().max().item<double>(), 0.0);
-    EXPECT_EQ(joined[i].narrow(0, q_len + real[i].second, d_len - real[i].second).abs().max().item<double>(), 0.0);
-  }
-  // Joined rows that mixed the pairs up would not match: another pair's document in row 0 changes its logits.
-  auto swapped = engine::answer_logits(*model, q_states, q, d_states.flip({0}), d.flip({0}), k, q_len + d_len);
-  EXPECT_GT((swapped[0].narrow(0, 0, real[0].first) - separate[0].narrow(0, 0, real[0].first)).abs().max().item<double>(), 1e-3);
-  EXPECT_THROW(engine::answer_logits(*model, q_states, q, d_states, d, k, longest - 1), std::invalid_argument);
-  EXPECT_THROW(engine::answer_logits(*model, q_states, q, d_states, d, k, -1), std::invalid_argument);
-}
-
 TEST(EngineNative, EqualsTheModelFilesTorchScriptMethods) {
   auto path = testing::fixture("tiny-own-vocab.pt");
   DEFORMER_REQUIRE_FILE(path);
@@ -447,11 +405,6 @@ TEST(EngineCuda, GraphReplaysEqualEagerCalls) {
       auto a = run(*graphed), b = run(*eager);
       ASSERT_EQ(a.sizes(), b.sizes());
       EXPECT_LT(max_abs_diff(a, b), tolerance) << to_string(dtype) << " rows " << rows << " q " << q_len << " d " << d_len;
-      auto joined = [&](const Model& m) {  // every pair's q_len - 1 + d_len - 3 real tokens side by side
-        return engine::answer_logits(m, engine::encode_questions(m, q, k), q, engine::encode_documents(m, d, k), d, k,
-                                     q_len + d_len - 4).cpu();
-      };
-      EXPECT_LT(max_abs_diff(joined(*graphed), joined(*eager)), tolerance) << "joined rows " << rows;
       auto ids = at::cat({q, d}, 1), types = at::cat({at::zeros_like(q), at::ones_like(d)}, 1);
       auto mask = ids.ne(0).to(at::kLong);
       EXPECT_LT(max_abs_diff(engine::full_logits(*graphed, ids, types, mask).cpu(), engine::full_logits(*eager, ids, types, mask).cpu()),

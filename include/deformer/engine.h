@@ -52,14 +52,8 @@ at::Tensor encode_packed_questions(const Model& model, const at::Tensor& ids, co
 // [document ; question], so the logits are [B, document_block + question_block, 2] in that order; segments are
 // document 0, question 1, the question block's last real token (<cls>) 2; positions run without the document's
 // padding.
-// joined_length > 0 (BERT with native layers, see can_pack_questions; other models ignore it): each pair's real
-// question tokens and real document tokens (each block's leading non-padding ids, as layout.h builds them) side by
-// side in a row of joined_length tokens, at least the longest pair's, so that a pair pays for its own tokens and
-// not for the batch's longest question plus its longest document. Same logits at real positions (up to rounding);
-// padding positions are 0.
 at::Tensor answer_logits(const Model& model, const at::Tensor& question_states, const at::Tensor& question_ids,
-                         const at::Tensor& document_states, const at::Tensor& document_ids, int k,
-                         int64_t joined_length = 0);
+                         const at::Tensor& document_states, const at::Tensor& document_ids, int k);
 
 // Full (standard) mode: all layers on layout.h's full_block rows with contiguous positions (XLNet: segments =
 // token_type_ids).
