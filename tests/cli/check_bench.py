@@ -7,7 +7,7 @@ import sys
 bench, model, squad = sys.argv[1:4]
 limit = 3
 cmd = [bench, "--model", model, "--squad", squad, "--limit", str(limit), "--batch", "2", "--repeats", "1",
-       "--k", "2", "--reference", "eager,hf", "--modes", "full,deformer,resident", "--rounds", "2", "--json"]
+       "--k", "2", "--reference", "eager,hf", "--modes", "full,deformer,resident", "--rounds", "2", "--paired", "--json"]
 r = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE).stdout)
 problems = []
 
@@ -62,6 +62,13 @@ if requested[0] is not None:
     check(modes["deformer"]["requested_bytes_per_question"] < modes["full"]["requested_bytes_per_question"],
           "deformer mode requests fewer bytes than full mode")
     check(0 < r["ratios"].get("deformer_k2_requested_bytes_vs_full", 0) < 1, "requested bytes ratio")
+paired = r.get("paired", [])
+check(len(paired) == 1 and paired[0].get("k") == 2 and len(paired[0].get("passes", [])) == 1, "one call-by-call run at k=2")
+if paired:
+    p = paired[0]["passes"][0]
+    check(p["full_seconds"] > 0 and p["deformer_seconds"] > 0, "call-by-call times")
+    check(abs(paired[0]["deformer_vs_full"] - p["full_seconds"] / p["deformer_seconds"]) < 1e-9
+          and r["ratios"].get("deformer_k2_vs_full_call_by_call") == paired[0]["deformer_vs_full"], "call-by-call ratio")
 by_round = r.get("ratios_by_round", {})
 for key in ("deformer_k2_vs_full", "deformer_k2_vs_eager", "deformer_resident_k2_vs_full"):
     rounds = by_round.get(key, [])

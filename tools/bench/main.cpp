@@ -73,12 +73,13 @@ struct BenchArgs {
   int repeats = 3;                   // timed passes over the workload after one untimed pass
   int rounds = 1;                    // every measurement this many times, interleaved; the median round is reported
   std::vector<std::string> references;  // eager, hf
+  bool paired = false;               // also full and deformer mode alternating call by call in one process
   std::string cache_dtype = "fp32";  // storage dtype of the cache deformer mode reads
   std::string work;                  // directory for caches and reference inputs; default a temporary one
   std::string out;                   // JSON file; default stdout unless it is a terminal
   bool json_stdout = false;          // JSON on stdout even on a terminal
   std::string python;                // interpreter for the references; default $DEFORMER_PYTHON or /usr/bin/python3
-  // Internal: the child's task ("build", "full", "deformer", "resident") and its split layer.
+  // Internal: the child's task ("build", "full", "deformer", "resident", "paired") and its split layer.
   std::string child;
   int child_k = -1;
 };
@@ -386,24 +387,54 @@ json matmul_peak(const Model& model) {
   return {{"n", n}, {"tflop_s", 2.0 * n * n * n / median(times) / 1e12}};
 }
 
+// The workload as a child's calls: the questions in groups whose deformer windows fill at most `batch` upper-layer
+// rows, one Reader::ask per group, with the options that make each group one call.
+struct Calls {
+  ReaderOptions options;
+  std::vector<QuestionShape> shapes;
+  std::vector<std::vector<size_t>> groups;
+  std::vector<std::vector<Query>> queries;
+  std::vector<std::vector<Document>> documents;  // full mode reads the group's contexts from the workload
+};
+
+Calls plan_calls(const BenchArgs& args, const Workload& w, const std::shared_ptr<const Model>& model, Mode mode, int k) {
+  Calls calls;
+  ReaderOptions& o = calls.options;
+  o.mode = mode;
+  o.k = k;
+  o.pass_cost_tokens = args.pass_cost;
+  o.decode.decoding = Decoding::kSquad;
+  o.warn = [](const std::string&) {};
+  Reader probe(model, o);
+  calls.shapes = shapes_of(w, *model, probe.tokenizer());
+  calls.groups = group_questions(calls.shapes, args.batch);
+  int64_t widest = args.batch;
+  for (const auto& s : calls.shapes) widest = std::max<int64_t>(widest, s.deformer_window_rows.size());
+  o.batch_size = widest;  // every group is one call
+  calls.queries.resize(calls.groups.size());
+  calls.documents.resize(calls.groups.size());
+  for (size_t g = 0; g < calls.groups.size(); ++g)
+    for (size_t q : calls.groups[g]) {
+      calls.queries[g].push_back({w.questions[q].text, {w.questions[q].doc_id}});
+      const auto& d = w.contexts[w.questions[q].paragraph];
+      auto& docs = calls.documents[g];
+      if (std::none_of(docs.begin(), docs.end(), [&](const Document& x) { return x.id == d.id; })) docs.push_back(d);
+    }
+  return calls;
+}
+
 // Full or deformer mode over the workload: one untimed pass, then `repeats` timed passes; per group the median.
 // Then one more pass with the reader's phases timed (ReaderOptions::on_phase), for where the time goes.
 json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const Model> model) {
   const bool held = args.child == "resident";
   const bool deformer = args.child == "deformer" || held;
   const auto& c = model->config();
-  ReaderOptions o;
-  o.mode = deformer ? Mode::kDeformer : Mode::kFull;
-  o.k = args.child_k;
-  o.pass_cost_tokens = args.pass_cost;
-  o.decode.decoding = Decoding::kSquad;
-  o.warn = [](const std::string&) {};
-  Reader probe(model, o);
-  const auto shapes = shapes_of(w, *model, probe.tokenizer());
-  const auto groups = group_questions(shapes, args.batch);
-  int64_t widest = args.batch;
-  for (const auto& s : shapes) widest = std::max<int64_t>(widest, s.deformer_window_rows.size());
-  o.batch_size = widest;  // every group is one call
+  const Calls calls = plan_calls(args, w, model, deformer ? Mode::kDeformer : Mode::kFull, args.child_k);
+  const ReaderOptions& o = calls.options;
+  const auto& shapes = calls.shapes;
+  const auto& groups = calls.groups;
+  const auto& queries = calls.queries;
+  const auto& group_docs = calls.documents;
   Reader reader(model, o);
   const int k = reader.split_layer();
   std::unique_ptr<cache::CacheReader> cache;
@@ -417,22 +448,11 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
     resident_info = {{"bytes", resident->bytes()}, {"seconds_to_load", seconds_since(begin)}};
   }
 
-  std::vector<std::vector<Query>> queries(groups.size());
-  for (size_t g = 0; g < groups.size(); ++g)
-    for (size_t q : groups[g]) queries[g].push_back({w.questions[q].text, {w.questions[q].doc_id}});
   synchronize(*model);
   const int64_t rss_before = proc_status_bytes("VmRSS:");
   const auto cuda_before = cuda_memory(*model);
   reset_cuda_peak(*model);
 
-  // Full mode reads the group's contexts from the workload (deformer mode from the cache).
-  std::vector<std::vector<Document>> group_docs(groups.size());
-  for (size_t g = 0; g < groups.size(); ++g)
-    for (size_t q : groups[g]) {
-      const auto& d = w.contexts[w.questions[q].paragraph];
-      if (std::none_of(group_docs[g].begin(), group_docs[g].end(), [&](const Document& x) { return x.id == d.id; }))
-        group_docs[g].push_back(d);
-    }
   std::vector<std::vector<double>> times(groups.size());
   std::vector<std::string> answers(w.questions.size());
   auto ask_with = [&](const Reader& r, const ResidentCache* states, size_t g) {
@@ -573,6 +593,39 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
   }
   r["answers_sample"] = std::vector<std::string>(answers.begin(), answers.begin() + std::min<size_t>(3, answers.size()));
   return r;
+}
+
+// Full mode and deformer mode in one process, call by call (group g in full mode, then in deformer mode from the
+// cache file): their ratio moves little with a machine whose speed drifts more slowly than a call. One untimed
+// pass, then `repeats` timed ones; the ratio of each pass and their median.
+json child_paired(const BenchArgs& args, const Workload& w, std::shared_ptr<const Model> model) {
+  const Calls full = plan_calls(args, w, model, Mode::kFull, -1);
+  const Calls split = plan_calls(args, w, model, Mode::kDeformer, args.child_k);
+  const Reader full_reader(model, full.options), split_reader(model, split.options);
+  const int k = split_reader.split_layer();
+  const auto cache = cache::CacheReader::open(cache_path(args, k), expected_cache_metadata(*model, k));
+  json passes = json::array();
+  std::vector<double> ratios;
+  for (int pass = 0; pass <= args.repeats; ++pass) {
+    double full_s = 0, split_s = 0;
+    for (size_t g = 0; g < full.groups.size(); ++g) {
+      auto begin = Clock::now();
+      full_reader.ask(full.queries[g], full.documents[g]);
+      synchronize(*model);
+      full_s += seconds_since(begin);
+      begin = Clock::now();
+      split_reader.ask(split.queries[g], *cache);
+      synchronize(*model);
+      split_s += seconds_since(begin);
+    }
+    if (pass == 0) continue;
+    passes.push_back({{"full_seconds", full_s}, {"deformer_seconds", split_s}});
+    ratios.push_back(full_s / split_s);
+  }
+  return {{"k", k}, {"questions", w.questions.size()}, {"groups", full.groups.size()}, {"passes", passes},
+          {"deformer_vs_full", median(ratios)},
+          {"note", "full and deformer mode alternating call by call in one process; per pass the full mode's time "
+                   "over the deformer mode's, the median over passes"}};
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -777,6 +830,7 @@ int run(BenchArgs& args) {
     json r;
     if (args.child == "build") r = child_build(args, workload, model);
     else if (args.child == "full" || args.child == "deformer" || args.child == "resident") r = child_mode(args, workload, model);
+    else if (args.child == "paired") r = child_paired(args, workload, model);
     else throw std::invalid_argument("unknown child task '" + args.child + "'");
     if (args.child == "deformer") r["matmul_peak"] = matmul_peak(*model);
     std::cout << r.dump() << std::endl;
@@ -826,6 +880,7 @@ int run(BenchArgs& args) {
                  {"flop_model", "DESIGN.md section 7, 2T(4H^2+2HF)+4T^2H per layer, on real (unpadded) token counts"},
                  {"cache_build", json::array()},
                  {"runs", json::array()},
+                 {"paired", json::array()},
                  {"references", json::array()},
                  {"ratios", json::object()}};
   if (random) report["note"] = "random weights: speed and memory only, answers are meaningless";
@@ -862,6 +917,10 @@ int run(BenchArgs& args) {
         if (want_resident) {
           std::cerr << "deformer-bench: deformer mode k=" << k << ", cache resident on the device" << of_round << std::endl;
           keep(runs, m, run_child(args, "resident", k));
+        }
+        if (args.paired && round == 0) {
+          std::cerr << "deformer-bench: full and deformer mode k=" << k << " call by call" << std::endl;
+          report["paired"].push_back(run_child(args, "paired", k));
         }
       }
     for (const auto& kind : args.references) {
@@ -940,6 +999,8 @@ int run(BenchArgs& args) {
         report["ratios"]["full_vs_" + ref["reference"].get<std::string>()] =
             full_run["questions_per_s"].get<double>() / ref["questions_per_s"].get<double>();
   if (!by_round.empty()) report["ratios_by_round"] = by_round;
+  for (const auto& p : report["paired"])
+    report["ratios"]["deformer_k" + std::to_string(p["k"].get<int>()) + "_vs_full_call_by_call"] = p["deformer_vs_full"];
   if (!temporary.empty()) remove_tree(temporary);
 
   const bool terminal = ::isatty(1);
@@ -974,6 +1035,9 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", args.repeats, "timed passes over the workload (after one untimed pass)")->capture_default_str();
   app.add_option("--rounds", args.rounds, "every measurement this many times, interleaved (the median round is reported)")
       ->capture_default_str();
+  app.add_flag("--paired", args.paired,
+               "also full and deformer mode alternating call by call in one process (a ratio a drifting machine moves "
+               "little)");
   app.add_option("--reference", args.references, "eager (the project's PyTorch module) and/or hf (transformers, sdpa)")->delimiter(',');
   app.add_option("--cache-dtype", args.cache_dtype, "storage dtype of the cache deformer mode reads")->capture_default_str();
   app.add_option("--work", args.work, "directory for caches and reference inputs (default: a temporary one, removed)");
