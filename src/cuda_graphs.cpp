@@ -35,7 +35,6 @@ struct GraphCache::Impl {
   std::optional<c10::cuda::CUDAStream> capture_stream;
   // Static inputs are views of one buffer per (input position, dtype), grown when a graph needs more.
   std::map<std::pair<size_t, at::ScalarType>, at::Tensor> input_buffers;
-  int64_t unshared_input_bytes = 0;
   at::cuda::CUDAEvent last_copy;  // after the last replay's output copy; the next replay waits for it
   bool warned = false;
 
@@ -45,7 +44,6 @@ struct GraphCache::Impl {
     // Doubling bounds what graphs still holding an outgrown buffer keep alive to the size of the newest one.
     if (!buffer.defined() || buffer.numel() < n)
       buffer = at::empty({std::max<int64_t>(n, buffer.defined() ? 2 * buffer.numel() : 0)}, like.options());
-    unshared_input_bytes += n * like.element_size();
     return buffer.narrow(0, 0, n).view(like.sizes());
   }
 
@@ -116,11 +114,12 @@ size_t GraphCache::size() const {
 GraphCache::Held GraphCache::held() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   Held h;
-  h.unshared_input_bytes = impl_->unshared_input_bytes;
   std::set<const void*> buffers;  // outgrown buffers still count while a graph holds a view of them
   for (const auto& [key, g] : impl_->graphs) {
-    for (const auto& x : g.inputs)
+    for (const auto& x : g.inputs) {
+      h.unshared_input_bytes += x.numel() * x.element_size();
       if (buffers.insert(x.storage().data()).second) h.input_bytes += x.storage().nbytes();
+    }
     if (g.output.defined()) h.output_bytes += g.output.numel() * g.output.element_size();
   }
   return h;

@@ -969,10 +969,6 @@ int run(BenchArgs& args) {
     if (r["mode"] != "deformer") continue;
     const std::string k = (r["states"] == "resident" ? "resident_k" : "k") + std::to_string(r["k"].get<int>());
     const double qps = r["questions_per_s"].get<double>();
-    if (!full_run.is_null()) {
-      report["ratios"]["deformer_" + k + "_vs_full"] = qps / full_run["questions_per_s"].get<double>();
-      ratio_by_round("deformer_" + k + "_vs_full", runs[i], *full_rounds);
-    }
     for (size_t j = 0; j < references.size(); ++j) {
       const json& ref = report["references"][j];
       if (!ref.value("available", false)) continue;
@@ -980,18 +976,22 @@ int run(BenchArgs& args) {
       report["ratios"][name] = qps / ref["questions_per_s"].get<double>();
       ratio_by_round(name, runs[i], references[j]);
     }
-    if (!full_run.is_null() && r.contains("cuda")) {
-      report["ratios"]["deformer_" + k + "_question_reserved_memory_vs_full"] =
-          double(r["cuda"]["question_time_reserved_peak_bytes"].get<int64_t>()) /
-          full_run["cuda"]["question_time_reserved_peak_bytes"].get<int64_t>();
+    if (full_run.is_null()) continue;
+    report["ratios"]["deformer_" + k + "_vs_full"] = qps / full_run["questions_per_s"].get<double>();
+    ratio_by_round("deformer_" + k + "_vs_full", runs[i], *full_rounds);
+    if (r.contains("cuda")) {
+      const auto peak_ratio = [&](const char* field) {
+        return double(r["cuda"][field].get<int64_t>()) / full_run["cuda"][field].get<int64_t>();
+      };
+      report["ratios"]["deformer_" + k + "_question_memory_vs_full"] = peak_ratio("question_time_peak_bytes");
+      report["ratios"]["deformer_" + k + "_question_reserved_memory_vs_full"] = peak_ratio("question_time_reserved_peak_bytes");
+    } else {
+      report["ratios"]["deformer_" + k + "_question_memory_vs_full"] =
+          double(r["question_time_rss_bytes"].get<int64_t>()) / full_run["question_time_rss_bytes"].get<int64_t>();
     }
-    if (!full_run.is_null() && r.contains("requested_bytes_per_question") && full_run.contains("requested_bytes_per_question"))
+    if (r.contains("requested_bytes_per_question") && full_run.contains("requested_bytes_per_question"))
       report["ratios"]["deformer_" + k + "_requested_bytes_vs_full"] =
           r["requested_bytes_per_question"].get<double>() / full_run["requested_bytes_per_question"].get<double>();
-    if (!full_run.is_null())
-      report["ratios"]["deformer_" + k + "_question_memory_vs_full"] =
-          r.contains("cuda") ? double(r["cuda"]["question_time_peak_bytes"].get<int64_t>()) / full_run["cuda"]["question_time_peak_bytes"].get<int64_t>()
-                             : double(r["question_time_rss_bytes"].get<int64_t>()) / full_run["question_time_rss_bytes"].get<int64_t>();
   }
   if (!full_run.is_null())
     for (const auto& ref : report["references"])
