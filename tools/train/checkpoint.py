@@ -68,9 +68,18 @@ def save(out_dir: str, model: BertQA, c: BertConfig, vocab_path: str, head: Opti
     os.replace(tmp, out_dir)
 
 
+def encoder_name(state: Dict[str, torch.Tensor], name: str) -> str:
+    """`name` as this checkpoint spells it: a bare BertModel (a sentence-transformers folder, say) stores the
+    encoder without the "bert." prefix that BertForQuestionAnswering and BertForMaskedLM put before it."""
+    if name in state or not name.startswith("bert."):
+        return name
+    return name[len("bert."):]
+
+
 def load(directory: str) -> Tuple[BertQA, BertConfig, Dict[str, torch.Tensor]]:
-    """The encoder (and QA head when present; else a fresh one) of a checkpoint directory, plus any masked-LM
-    head tensors under our names."""
+    """The encoder (and QA head when present; else a fresh one, as Hugging Face initialises it) of a checkpoint
+    directory, plus any masked-LM head tensors under our names. The directory may hold a BertForQuestionAnswering,
+    a BertForMaskedLM or an encoder-only BertModel."""
     config_path = os.path.join(directory, "config.json")
     with open(config_path, encoding="utf-8") as f:
         values = json.load(f)
@@ -80,6 +89,7 @@ def load(directory: str) -> Tuple[BertQA, BertConfig, Dict[str, torch.Tensor]]:
     names = hf_parameter_names(c)
     own = model.state_dict()
     for ours, theirs in names.items():
+        theirs = encoder_name(state, theirs)
         if theirs in state:
             own[ours] = state[theirs]
         elif not ours.startswith("qa_outputs"):

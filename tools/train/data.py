@@ -143,13 +143,14 @@ def build_squad(args, model_file: str) -> None:
     out = {
         "context_ids": flat([t[0] for t in tokenized_contexts]),
         "context_lengths": lengths([t[0] for t in tokenized_contexts]),
-        "context_offsets": torch.tensor([o for t in tokenized_contexts for o in t[1]], dtype=torch.int32),
         "question_ids": flat([t[0] for t in tokenized_questions]),
         "question_lengths": lengths([t[0] for t in tokenized_questions]),
         "question_context": torch.tensor(question_context, dtype=torch.int32),
         "answer_tokens": torch.tensor(answers, dtype=torch.int32),
         "ids": ids,
     }
+    if not args.without_offsets:  # only decoding needs them: a training set is a third the size without
+        out["context_offsets"] = torch.tensor([o for t in tokenized_contexts for o in t[1]], dtype=torch.int32)
     save_compressed(out, args.out)
     print("wrote %s: %d contexts, %d questions, %d answers not aligned to tokens"
           % (args.out, len(contexts), len(questions), unaligned))
@@ -162,6 +163,8 @@ def main(argv=None) -> int:
     parser.add_argument("--vocab", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--deformer-qa", default=os.path.join(REPO, "build", "tools", "deformer-qa"))
+    parser.add_argument("--without-offsets", action="store_true",
+                        help="squad: leave out the tokens' character offsets (a training set needs none)")
     parser.add_argument("--max-tokens-per-file", type=int, default=0, help="corpus: stop a file after this many")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:

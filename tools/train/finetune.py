@@ -15,7 +15,7 @@ from pydeformer.bert import MASKED_SCORE
 from . import checkpoint
 from .common import Log, autocast, finite, optimizer, pick_device, seed_everything, warmup_linear
 from .data import load_compressed, read_squad
-from .squad_features import Squad, decode
+from .squad_features import DOCUMENT_BLOCK, Squad, decode
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return logits.float().masked_fill(mask == 0, MASKED_SCORE)
@@ -61,14 +61,26 @@ def forward(model, rows, index, device, layout: str, k: int, collect=False):
     return logits, states, mask
 
 
-def distillation(student_logits, student_states, mask, teacher, rows, index, device, k, temperature):
-    """(KD, LRS) against the teacher run on the same (question, window) pairs in the full layout."""
+def teacher_inputs(rows, index, device, teacher_layout: str):
+    """The teacher's view of the same (question, window) pairs: the student's own rows for a k=0 teacher (the
+    paper's), or the pairs re-laid in the full layout, with where each student position sits there."""
+    if teacher_layout == "deformer":
+        take = lambda t: t[index].to(device, non_blocking=True)
+        return (take(rows.input_ids), take(rows.token_type_ids), take(rows.position_ids),
+                take(rows.attention_mask)), None
     t = {name: v[index].to(device, non_blocking=True) for name, v in rows.teacher_rows.items()}
+    return (t["input_ids"], t["token_type_ids"], t["position_ids"], t["attention_mask"]), t["map"]
+
+
+def distillation(student_logits, student_states, mask, teacher, rows, index, device, k, temperature,
+                 teacher_layout="deformer"):
+    """(KD, LRS) against the teacher run on the same (question, window) pairs."""
+    inputs, where = teacher_inputs(rows, index, device, teacher_layout)
     with torch.no_grad():
-        t_logits, t_states = full_forward(teacher, t["input_ids"], t["token_type_ids"], t["position_ids"],
-                                          t["attention_mask"], collect_from=k)
-    where = t["map"]
-    gathered = torch.gather(t_logits.float(), 1, where[:, :, None].expand(-1, -1, 2))
+        t_logits, t_states = full_forward(teacher, *inputs, collect_from=k)
+    align = (lambda t: t) if where is None else \
+        (lambda t: torch.gather(t, 1, where[:, :, None].expand(-1, -1, t.size(-1))))
+    gathered = align(t_logits.float())
     kd = 0.0
     for side in range(2):
         s = torch.log_softmax(masked_logits(student_logits[:, :, side], mask) / temperature, dim=-1)
@@ -77,21 +89,44 @@ def distillation(student_logits, student_states, mask, teacher, rows, index, dev
     weights = mask.float()[:, :, None]
     lrs = 0.0
     for s_state, t_state in zip(student_states, t_states):
-        t_aligned = torch.gather(t_state.float(), 1, where[:, :, None].expand(-1, -1, t_state.size(-1)))
+        t_aligned = align(t_state.float())
         lrs = lrs + (((s_state.float() - t_aligned) ** 2) * weights).sum() / (weights.sum() * s_state.size(-1))
     return kd, lrs / max(1, len(student_states))
+
+
+def full_layout_loss(model, rows, index, labels, device):
+    """Cross-entropy of the same pairs in the full layout (the deformer labels moved to their full positions)."""
+    inputs, where = teacher_inputs(rows, index, device, "full")
+    logits, _ = full_forward(model, *inputs)
+    full_labels = torch.gather(where, 1, labels)
+    return sum(torch.nn.functional.cross_entropy(masked_logits(logits[:, :, side], inputs[3]), full_labels[:, side])
+               for side in range(2)) / 2
+
+
+def take_lower_layers(model, source_dir: str, k: int) -> None:
+    """The embeddings and layers 0..k-1 from another checkpoint (the paper's student: upper layers from the
+    teacher, lower layers from the pretrained model)."""
+    source, _, _ = checkpoint.load(source_dir)
+    own, theirs = model.state_dict(), source.state_dict()
+    for name in own:
+        if name.startswith("embeddings.") or any(name.startswith("layers.%d." % i) for i in range(k)):
+            own[name] = theirs[name]
+    model.load_state_dict(own)
 
 
 def training_rows(train, args, questions, distil, log):
     """Rows for training, kept next to the data file: building them in Python takes a while, and every run of a
     sweep over k and losses uses the same ones."""
-    cache = "%s.rows-%s%s-%d.pt" % (args.train, args.layout, "-teacher" if distil else "", len(questions))
+    cache = "%s.rows-%s%s-%d%s.pt" % (args.train, args.layout, "-teacher" if distil else "", len(questions),
+                                      "-d%d" % args.document_block if args.layout == "deformer" else "")
     if os.path.isfile(cache):
         log("rows from %s" % cache)
         return torch.load(cache, weights_only=False)  # our own file, written just before
-    rows = train.full_rows(questions) if args.layout == "full" else train.deformer_rows(questions, distil)
-    torch.save(rows, cache + ".tmp")
-    os.replace(cache + ".tmp", cache)
+    rows = train.full_rows(questions) if args.layout == "full" else \
+        train.deformer_rows(questions, distil, args.document_block)
+    tmp = "%s.tmp-%d" % (cache, os.getpid())  # runs of a sweep may start side by side
+    torch.save(rows, tmp)
+    os.replace(tmp, cache)
     return rows
 
 
@@ -150,11 +185,21 @@ def main(argv=None) -> int:
     parser.add_argument("--dev-json", required=True, help="the dev set itself (answer texts, contexts)")
     parser.add_argument("--layout", choices=("full", "deformer"), default="full")
     parser.add_argument("--k", type=int, default=0, help="deformer layout: layers run separately")
-    parser.add_argument("--teacher", help="full-layout checkpoint for KD and LRS (deformer layout)")
+    parser.add_argument("--document-block", type=int, default=DOCUMENT_BLOCK,
+                        help="deformer layout: document block length (window tokens + [SEP]); the paper's is 293, "
+                        "and 357 fills Hugging Face's 384 tokens with the 27-token question block")
+    parser.add_argument("--teacher", help="checkpoint for KD and LRS (deformer layout)")
+    parser.add_argument("--teacher-layout", choices=("full", "deformer"), default="deformer",
+                        help="the teacher's layout: deformer = the k=0 model of the paper, on the student's rows")
+    parser.add_argument("--lower-from", help="take the embeddings and layers below k from this checkpoint "
+                        "(the paper's student: upper layers from --init, the teacher, lower from the pretrained)")
     parser.add_argument("--alpha", type=float, default=1.0, help="weight of KD (with --teacher)")
     parser.add_argument("--beta", type=float, default=1.0, help="weight of LRS (with --teacher)")
     parser.add_argument("--gamma", type=float, default=1.0, help="weight of the answer cross-entropy")
     parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--also-full", type=float, default=0.0,
+                        help="deformer layout: add this weight times the cross-entropy of the same pairs in the full "
+                        "layout, so that one model answers in both modes")
     parser.add_argument("--epochs", type=float, default=2.0, help="0: evaluate only")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -165,6 +210,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-dev-questions", type=int, default=0, help="0: all")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="build and keep the training rows next to --train, then stop (before a parallel sweep)")
     parser.add_argument("--out", help="checkpoint directory to write (when training)")
     parser.add_argument("--predictions", help="dev predictions JSON to write")
     parser.add_argument("--log", help="also append progress lines here")
@@ -178,6 +225,8 @@ def main(argv=None) -> int:
     model, config, _ = checkpoint.load(args.init)
     if args.layout == "deformer" and not 0 <= args.k <= config.num_hidden_layers:
         raise SystemExit("train.finetune: --k %d outside 0..%d" % (args.k, config.num_hidden_layers))
+    if args.lower_from:
+        take_lower_layers(model, args.lower_from, args.k)
     vocab_path = os.path.join(args.init, "vocab.txt")
     vocab = open(vocab_path, encoding="utf-8").read().splitlines()
     special = {t: vocab.index(t) for t in ("[PAD]", "[CLS]", "[SEP]")}
@@ -187,15 +236,20 @@ def main(argv=None) -> int:
     dev_json = read_squad(args.dev_json)
     texts = [p["context"] for a in dev_json["data"] for p in a["paragraphs"]]
     dev_questions = range(len(dev.questions)) if not args.max_dev_questions else range(args.max_dev_questions)
-    dev_rows = dev.full_rows(dev_questions) if args.layout == "full" else dev.deformer_rows(dev_questions)
+    dev_rows = dev.full_rows(dev_questions) if args.layout == "full" else \
+        dev.deformer_rows(dev_questions, document_block=args.document_block)
     what = "%s layout%s" % (args.layout, " k=%d" % args.k if args.layout == "deformer" else "")
 
-    result = {"init": args.init, "layout": args.layout, "k": args.k if args.layout == "deformer" else None}
+    result = {"init": args.init, "layout": args.layout, "k": args.k if args.layout == "deformer" else None,
+              "document_block": args.document_block if args.layout == "deformer" else None}
     if args.epochs > 0:
         train = Squad(load_compressed(args.train), special)
         questions = range(len(train.questions) if not args.max_train_questions else args.max_train_questions)
         distil = args.layout == "deformer" and args.teacher is not None
-        rows = training_rows(train, args, questions, distil, log)
+        full_rows_needed = (distil and args.teacher_layout == "full") or args.also_full > 0
+        rows = training_rows(train, args, questions, full_rows_needed, log)
+        if args.prepare_only:
+            return 0
         teacher = None
         if distil:
             teacher, _, _ = checkpoint.load(args.teacher)
@@ -226,8 +280,10 @@ def main(argv=None) -> int:
                 loss = args.gamma * ce
                 if distil:
                     kd, lrs = distillation(logits, states, mask, teacher, rows, index, device, args.k,
-                                           args.temperature)
+                                           args.temperature, args.teacher_layout)
                     loss = loss + args.alpha * kd + args.beta * lrs
+                if args.also_full > 0:
+                    loss = loss + args.also_full * full_layout_loss(model, rows, index, labels, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -240,7 +296,9 @@ def main(argv=None) -> int:
         model.set_dropout(0.0)
         result.update({"steps": total, "first_loss": first_loss, "last_loss": last_loss, "epochs": args.epochs,
                        "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "teacher": args.teacher,
-                       "alpha": args.alpha, "beta": args.beta, "gamma": args.gamma, "temperature": args.temperature})
+                       "alpha": args.alpha, "beta": args.beta, "gamma": args.gamma, "temperature": args.temperature,
+                       "teacher_layout": args.teacher_layout if distil else None, "lower_from": args.lower_from,
+                       "warmup_fraction": args.warmup_fraction, "also_full": args.also_full})
         if args.out:
             checkpoint.save(args.out, model.cpu(), config, vocab_path, extra=dict(result, stage="finetune"))
             model.to(device)

