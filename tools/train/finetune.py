@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import torch
 
@@ -92,6 +93,16 @@ def distillation(student_logits, student_states, mask, teacher, rows, index, dev
         t_aligned = align(t_state.float())
         lrs = lrs + (((s_state.float() - t_aligned) ** 2) * weights).sum() / (weights.sum() * s_state.size(-1))
     return kd, lrs / max(1, len(student_states))
+
+
+def fit_to_budget(total: int, done: int, seconds: float, seconds_left: float, log) -> int:
+    """The step count that fits the time left (a 10-minute command on the GPU machine), keeping ~40 s for the
+    evaluation and the checkpoint; the learning-rate schedule then ends there."""
+    fits = done + int(max(0.0, seconds_left - 40.0) * done / max(seconds, 1e-9))
+    if fits < total:
+        log("time budget: %d of %d steps fit (%.1f steps/s)" % (fits, total, done / max(seconds, 1e-9)))
+        return fits
+    return total
 
 
 def full_layout_loss(model, rows, index, labels, device):
@@ -209,6 +220,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-train-questions", type=int, default=0, help="0: all")
     parser.add_argument("--max-dev-questions", type=int, default=0, help="0: all")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--minutes", type=float, default=0.0,
+                        help="time budget of the run: the schedule is shortened to the steps that fit (0: none)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--prepare-only", action="store_true",
                         help="build and keep the training rows next to --train, then stop (before a parallel sweep)")
@@ -265,7 +278,10 @@ def main(argv=None) -> int:
         order = torch.randperm(len(rows.question), generator=generator)
         cursor = 0
         first_loss = last_loss = None
-        for step in range(total):
+        step, began = 0, time.time()
+        while step < total:
+            if step == 100 and args.minutes > 0:
+                total = fit_to_budget(total, step, time.time() - began, args.minutes * 60 - log.elapsed(), log)
             if cursor + args.batch_size > len(order):
                 order, cursor = torch.randperm(len(rows.question), generator=generator), 0
             index = order[cursor:cursor + args.batch_size]
@@ -293,8 +309,9 @@ def main(argv=None) -> int:
             if step % 200 == 0 or step == total - 1:
                 log("%s step %d/%d loss %.4f (ce %.4f%s)" % (what, step + 1, total, loss.item(), ce.item(),
                     " kd %.4f lrs %.4f" % (kd.item(), lrs.item()) if distil else ""))
+            step += 1
         model.set_dropout(0.0)
-        result.update({"steps": total, "first_loss": first_loss, "last_loss": last_loss, "epochs": args.epochs,
+        result.update({"steps": total, "epochs_done": total * args.batch_size / len(rows.question), "first_loss": first_loss, "last_loss": last_loss, "epochs": args.epochs,
                        "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "teacher": args.teacher,
                        "alpha": args.alpha, "beta": args.beta, "gamma": args.gamma, "temperature": args.temperature,
                        "teacher_layout": args.teacher_layout if distil else None, "lower_from": args.lower_from,

@@ -17,8 +17,10 @@ KS=${KS:-"2 3 4 5"}
 mkdir -p "$OUT" "$T/predictions" "$T/logs"
 export PYTHONPATH=$PWD/tools PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 # The paper's recipe (StonyBrookNLP/deformer config/ebert_qa.ini): 3 epochs, lr 5e-5, batch 32, warm-up 0.15.
+# BATCH and LR change it where the device time is short (batch 32 keeps an H200 mostly idle).
 recipe=(--train $T/squad-train.pt.xz --dev $T/squad-dev.pt.xz --dev-json $T/dev-v1.1.json.zip --seed "$SEED"
-        --epochs "${EPOCHS:-3}" --batch-size 32 --lr 5e-5 --warmup-fraction 0.15)
+        --epochs "${EPOCHS:-3}" --batch-size "${BATCH:-32}" --lr "${LR:-5e-5}" --warmup-fraction 0.15
+        --minutes "${MINUTES:-0}")
 nvidia-smi --query-gpu=name --format=csv,noheader
 
 run() {  # run NAME ARGS...: one fine-tuning in the background, skipped when its predictions exist
@@ -79,17 +81,16 @@ finetune)
     run zero-shot-teacher-k$k --init $T/teacher-k0 --layout deformer --k $k --epochs 0
   done
   finish
-  bring_back teacher-k0 ;;
+  for name in ${BRING:-}; do bring_back "$name"; done ;;
 distil)
   kd=(--teacher $T/teacher-k0 --teacher-layout deformer --temperature 2)
   [ -d $T/teacher-k0 ] || { echo "no $T/teacher-k0: run STAGE=finetune first" >&2; exit 2; }
-  run prepare-both --init $T/base --layout deformer --also-full 1 --prepare-only
-  finish
-  rm -f $T/predictions/prepare-*.json
   for k in $KS; do
     run kd-k$k --init $T/teacher-k0 --layout deformer --k $k "${kd[@]}" --alpha 1 --beta 1 --gamma 1 --out $T/kd-k$k
   done
   K=${KSTAR:?set KSTAR, the chosen k}
+  if [ "${SEARCH:-1}" = 0 ]; then finish; for name in ${BRING:-}; do bring_back "$name"; done; exit 0; fi
+  run prepare-both --init $T/base --layout deformer --also-full 1 --prepare-only
   # A small search over the loss weights (the paper tunes them over [0.1, 2]) and the two student inits.
   run kd-k$K-a2 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 2 --beta 1 --gamma 1 --out $T/kd-k$K-a2
   run kd-k$K-a0.5 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 0.5 --beta 1 --gamma 1 --out $T/kd-k$K-a0.5
