@@ -15,8 +15,6 @@
 namespace deformer {
 namespace {
 
-int default_split(const Model& model, int k) { return k < 0 ? model.config().num_layers * 3 / 4 : k; }
-
 }  // namespace
 
 std::string tokenizer_hash(const Model& model) {
@@ -37,7 +35,7 @@ cache::CacheMetadata expected_cache_metadata(const Model& model, int k) {
   m.model_hash = model.content_hash();
   m.model_type = c.model_type;
   m.joint_order = convention_of(c) == Convention::kXLNet ? "document,question" : "question,document";
-  m.k = default_split(model, k);
+  m.k = resolve_split(model.config(), k);
   m.hidden_size = c.hidden_size;
   m.question_block = c.question_block;
   m.document_block = c.document_block;
@@ -109,7 +107,7 @@ CacheBuilder::CacheBuilder(std::shared_ptr<const Model> model, const std::string
   if (!model) throw std::invalid_argument("CacheBuilder needs a model");
   if (options.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
   const auto& c = model->config();
-  impl_->k = default_split(*model, options.k);
+  impl_->k = resolve_split(model->config(), options.k);
   engine::check_split(*model, impl_->k);
   if (options.window_stride == 0) options.window_stride = c.window_stride;
   document_windows(1, c.document_block - 1, options.window_stride);  // validates the stride up front

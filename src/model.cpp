@@ -18,13 +18,44 @@ const char* const kRequiredMethods[] = {"embed", "encode", "qa_logits", "forward
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-// Replaces the parameter at a dotted path ("layers.3.query.weight") of a TorchScript module.
-void set_parameter(torch::jit::Module& module, const std::string& path, const at::Tensor& value) {
+// The submodule holding the attribute at a dotted path ("layers.3.query.weight"), and the attribute's name.
+std::pair<torch::jit::Module, std::string> owner_of(const torch::jit::Module& module, const std::string& path) {
   torch::jit::Module owner = module;
   size_t begin = 0;
   for (size_t dot = path.find('.'); dot != std::string::npos; begin = dot + 1, dot = path.find('.', begin))
     owner = owner.attr(path.substr(begin, dot - begin)).toModule();
-  owner.register_parameter(path.substr(begin), value, /*is_buffer=*/false);
+  return {owner, path.substr(begin)};
+}
+
+// Replaces the parameter at a dotted path of a TorchScript module.
+void set_parameter(torch::jit::Module& module, const std::string& path, const at::Tensor& value) {
+  auto [owner, name] = owner_of(module, path);
+  owner.register_parameter(name, value, /*is_buffer=*/false);
+}
+
+// deformer-export --storage-dtype int8 stores each weight matrix W as buffers W_int8 (int8) and W_scale (one fp32
+// scale per row) beside an empty W; this puts W = W_int8 * W_scale back and empties the int8 buffers.
+void widen_int8_weights(torch::jit::Module& module, const std::string& path) {
+  static const std::string kSuffix = "_int8";
+  std::map<std::string, at::Tensor> buffers;
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) buffers.emplace(b.name, b.value);
+  int widened = 0;
+  for (const auto& [name, quantized] : buffers) {
+    if (name.size() <= kSuffix.size() || name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
+      continue;
+    const std::string weight = name.substr(0, name.size() - kSuffix.size());
+    auto scale = buffers.find(weight + "_scale");
+    if (scale == buffers.end() || quantized.dim() != 2 || scale->second.numel() != quantized.size(0))
+      throw std::runtime_error(path + ": int8 weight " + weight + " lacks a per-row scale of " +
+                               std::to_string(quantized.dim() == 2 ? quantized.size(0) : 0) + " values");
+    set_parameter(module, weight, quantized.to(at::kFloat) * scale->second.to(at::kFloat).unsqueeze(1));
+    for (const std::string& spent : {name, weight + "_scale"}) {
+      auto [owner, leaf] = owner_of(module, spent);
+      owner.register_buffer(leaf, at::empty({0}, quantized.options()));
+    }
+    ++widened;
+  }
+  if (widened == 0) throw std::runtime_error(path + ": storage_dtype int8, but the file holds no int8 weights");
 }
 
 template <typename T>
@@ -81,6 +112,13 @@ ModelConfig parse_config(const std::string& text, const std::string& path) {
   c.max_question_len = required<int>(layout, "max_question_len", path);
   c.source = j.value("source", "");
   c.quantization = j.value("quantization", "");
+  c.storage_dtype = j.value("storage_dtype", "fp32");
+  if (c.storage_dtype != "fp32" && c.storage_dtype != "fp16" && c.storage_dtype != "int8")
+    throw std::runtime_error(path + ": unknown storage_dtype '" + c.storage_dtype + "' (expected fp32, fp16 or int8)");
+  c.default_k = j.value("default_k", -1);
+  if (c.default_k < -1 || c.default_k > c.num_layers)
+    throw std::runtime_error(path + ": default_k " + std::to_string(c.default_k) + " outside 0.." +
+                             std::to_string(c.num_layers));
   if (c.model_type == "bert" &&
       (c.question_block + c.document_block > c.max_position_embeddings || c.max_seq_len > c.max_position_embeddings))
     throw std::runtime_error(path + ": block layout exceeds max_position_embeddings");
@@ -88,6 +126,11 @@ ModelConfig parse_config(const std::string& text, const std::string& path) {
 }
 
 }  // namespace
+
+int resolve_split(const ModelConfig& config, int k) {
+  if (k >= 0) return k;
+  return config.default_k >= 0 ? config.default_k : config.num_layers * 3 / 4;
+}
 
 const char* to_string(Device device) { return device == Device::kCUDA ? "cuda" : "cpu"; }
 
@@ -158,6 +201,10 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
       throw std::runtime_error("'" + path + "' lacks the method '" + std::string(method) + "'");
 
   impl->module.eval();
+  if (impl->config.storage_dtype == "int8") {
+    torch::NoGradGuard no_grad;
+    widen_int8_weights(impl->module, path);
+  }
   impl->module.to(impl->dtype);  // also widens weights stored as fp16 (export --storage-dtype fp16)
   if (impl->config.model_type == "bert" && impl->config.quantization.empty() && options.native_layers) {
     torch::NoGradGuard no_grad;  // plain tensors, usable in and out of inference mode

@@ -100,8 +100,7 @@ Reader::Reader(std::shared_ptr<const Model> model, ReaderOptions options)
   if (!model_) throw std::invalid_argument("Reader needs a model");
   validate(options_.decode);
   if (options_.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
-  const int n = model_->config().num_layers;
-  k_ = options_.k < 0 ? n * 3 / 4 : options_.k;
+  k_ = resolve_split(model_->config(), options_.k);
   engine::check_split(*model_, k_);
   tokenizer_ = make_tokenizer(*model_);
 }

@@ -177,3 +177,15 @@ if(TARGET deformer-bench AND DEFORMER_PYTHON AND EXISTS ${DEFORMER_UNPACKED_DATA
   add_test(NAME cli_bench_missing_squad COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh nonzero "cannot read SQuAD file '/nonexistent.json'" - --
            $<TARGET_FILE:deformer-bench> --model ${CMAKE_CURRENT_BINARY_DIR}/fixtures/tiny-real-vocab.pt --squad /nonexistent.json)
 endif()
+
+# Hugging Face parity on real pretrained weights (all-MiniLM-L6-v2), on the CPU: transformers from PyPI in the
+# project's virtual environment (scripts/hf_venv.sh) writes the cases, parity_test checks ids and logits.
+if(DEFORMER_PYTHON AND TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
+  set(HF_REAL_WORK ${CMAKE_CURRENT_BINARY_DIR}/hf-real)
+  add_test(NAME hf_real_reference COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hf/real_reference.sh ${HF_REAL_WORK}
+           ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
+  set_tests_properties(hf_real_reference PROPERTIES FIXTURES_SETUP hf_real SKIP_RETURN_CODE 77)
+  add_test(NAME parity_hf_real COMMAND parity_test)
+  set_tests_properties(parity_hf_real PROPERTIES FIXTURES_REQUIRED hf_real
+                       ENVIRONMENT "DEFORMER_PARITY_CASES=${HF_REAL_WORK}/hf-real-cases.json")
+endif()

@@ -3,7 +3,7 @@
 // document window, store the layer-k states. No torch types here.
 //
 //   auto model = deformer::Model::load("model.pt");
-//   deformer::CacheBuilder builder(model, "corpus.h5", {});   // k = 3/4 of the layers, fp32 storage
+//   deformer::CacheBuilder builder(model, "corpus.h5", {});   // k = the model's trained split, fp32 storage
 //   builder.add({"doc-1", text});                              // batched internally across documents
 //   builder.commit();                                          // the file appears under its name only now
 //
@@ -20,7 +20,7 @@
 namespace deformer {
 
 struct CacheBuildOptions {
-  int k = -1;                                         // split layer; -1 picks num_layers * 3 / 4, as Reader does
+  int k = -1;                                         // split layer; -1: the model's trained split, as Reader does
   int window_stride = 0;                              // tokens between window starts; 0 = the model's (128)
   cache::StateDType dtype = cache::StateDType::kFloat32;  // storage dtype of the states
   int batch_size = 32;                                // windows per forward pass

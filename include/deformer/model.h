@@ -58,7 +58,13 @@ struct ModelConfig {
   int max_question_len = 64;      // full-mode question truncation
   std::string source;             // where the weights came from ("random-init seed 0" or a checkpoint path)
   std::string quantization;       // "" or "int8-dynamic" (deformer-export --quantize int8: CPU, fp32 compute only)
+  std::string storage_dtype = "fp32";  // how the file stores weights: fp32, fp16, or int8 (matrices per row, widened on load)
+  int default_k = -1;             // the split the model was trained for (deformer-export --default-k); -1: none
 };
+
+// The split a deformer-mode caller gets for `k` = -1: the model's trained split where the file records one, else
+// 3/4 of the layers (9 of 12, the paper's). Any other k is returned as it is.
+int resolve_split(const ModelConfig& config, int k);
 
 class Model {
  public:

@@ -2,7 +2,7 @@
 // deformer::Reader: questions in, answers with character offsets out (DESIGN.md sections 2 and 5).
 //
 //   auto model = deformer::Model::load("model.pt");
-//   deformer::Reader reader(model);                      // deformer mode, k = 3/4 of the layers
+//   deformer::Reader reader(model);                      // deformer mode at the model's trained split
 //   auto answers = reader.ask("Who lit the lamp?", {{"lighthouse", text}});
 //   // answers[0].answer, .score, .start, .end (code points into text), .doc
 //
@@ -36,7 +36,7 @@ Mode parse_mode(const std::string& text);
 
 struct ReaderOptions {
   Mode mode = Mode::kDeformer;  // decomposed (DeFormer) or standard full-attention BERT
-  int k = -1;                   // split layer in deformer mode; -1 picks num_layers * 3 / 4 (9 of 12, the paper's)
+  int k = -1;                   // split layer in deformer mode; -1: the model's trained split, else 3/4 of the layers
   int batch_size = 32;          // most windows per forward pass
   // What one forward pass costs beyond its tokens, in tokens: a call's rows are sorted by length and split into
   // passes that minimise padded tokens plus this per pass (deformer/layout.h plan_batches). -1: on a GPU 8192

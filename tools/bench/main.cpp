@@ -65,7 +65,7 @@ struct BenchArgs {
   cli::ModelArgs model;
   std::string squad;                 // SQuAD v1.1 dev JSON; default $DEFORMER_DATA/squad/dev-v1.1.json
   size_t limit = 64;                 // questions, spread over the file (one per paragraph while there are enough)
-  std::vector<int> ks{-1};           // split layers for deformer mode; -1 = 3/4 of the layers
+  std::vector<int> ks{-1};           // split layers for deformer mode; -1 = the model's trained split
   std::string k_sweep;               // "a..b": every k from a to b instead of --k
   int batch = 8;                     // (question, window) pairs per upper-layer call
   int pass_cost = -1;                // ReaderOptions::pass_cost_tokens; -1 = the reader's default for the device
@@ -853,7 +853,7 @@ int run(BenchArgs& args) {
                                                            : "'" + args.model.model + "' is int8-quantized: pass --dtype int8");
   std::vector<int> ks = args.k_sweep.empty() ? args.ks : parse_k_sweep(args.k_sweep);
   for (int& k : ks) {
-    if (k < 0) k = c.num_layers * 3 / 4;
+    k = resolve_split(c, k);
     engine::check_split(*model, k);
   }
   const bool random = c.source.rfind("random-init", 0) == 0;
@@ -1027,7 +1027,7 @@ int main(int argc, char** argv) {
   app.get_option("--dtype")->description("compute dtype: fp32, fp16, bf16, or int8 for a model exported with --quantize int8 (CPU)");
   app.add_option("--squad", args.squad, "SQuAD v1.1 dev JSON (default $DEFORMER_DATA/squad/dev-v1.1.json)");
   app.add_option("--limit", args.limit, "questions, spread over the file (one per paragraph while there are enough)")->capture_default_str();
-  app.add_option("--k", args.ks, "split layers for deformer mode (-1: 3/4 of the layers)")->delimiter(',')->capture_default_str();
+  app.add_option("--k", args.ks, "split layers for deformer mode (-1: the model's trained split, else 3/4 of the layers)")->delimiter(',')->capture_default_str();
   app.add_option("--k-sweep", args.k_sweep, "every k from a to b (a..b), instead of --k");
   app.add_option("--batch", args.batch, "(question, window) pairs per upper-layer call")->capture_default_str();
   app.add_option("--pass-cost", args.pass_cost, "ReaderOptions::pass_cost_tokens (-1: the reader's default for the device)")->capture_default_str();

@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
   auto* b = app.add_subcommand("build", "Run the lower k layers over documents and store their layer-k states in HDF5 "
                                         "(written to a temporary file, renamed when complete)");
   add_model_options(b, build_args.model, "--compute-dtype");
-  b->add_option("--k", build_args.k, "split layer (-1: 3/4 of the layers)")->capture_default_str();
+  b->add_option("--k", build_args.k, "split layer (-1: the model's trained split, else 3/4 of the layers)")->capture_default_str();
   b->add_option("--input", build_args.input,
                 "SQuAD .json (one document per paragraph, id '<title>#<n>'), JSONL of {\"id\",\"text\"}, a directory "
                 "of .txt files (id = file name), or - for JSONL on stdin")->required();

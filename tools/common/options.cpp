@@ -35,7 +35,7 @@ std::shared_ptr<const Model> load_model(const ModelArgs& args) {
 
 void add_reader_options(CLI::App* cmd, ReaderArgs& args) {
   cmd->add_option("--mode", args.mode, "deformer (decomposed) or full (standard BERT)")->capture_default_str();
-  cmd->add_option("--k", args.k, "split layer in deformer mode (-1: 3/4 of the layers)")->capture_default_str();
+  cmd->add_option("--k", args.k, "split layer in deformer mode (-1: the model's trained split, else 3/4 of the layers)")->capture_default_str();
   cmd->add_option("--top-k", args.top_k, "answers per question")->capture_default_str();
   cmd->add_option("--max-answer-len", args.max_answer_len, "longest answer in tokens")->capture_default_str();
   cmd->add_flag("--handle-impossible-answer", args.handle_impossible_answer, "allow the empty answer");

@@ -3,6 +3,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Optional
 
 import torch
 
@@ -60,6 +61,14 @@ def _export_xlnet(args, hf_config, state) -> dict:
                             source=os.path.abspath(args.checkpoint), storage_dtype=args.storage_dtype)
 
 
+def _default_k(args, hf_config) -> Optional[int]:
+    """--default-k, else the split that tools/train recorded for a model it fine-tuned decomposed."""
+    if args.default_k is not None:
+        return args.default_k
+    training = hf_config.get("libdeformer_training") or {}
+    return training.get("k") if training.get("layout") == "deformer" else None
+
+
 def export_checkpoint(args) -> dict:
     hf_config, state = read_checkpoint_dir(args.checkpoint)
     if hf_config.get("model_type") == "xlnet":
@@ -73,7 +82,7 @@ def export_checkpoint(args) -> dict:
     model.load_state_dict(map_hf_state(config, state))
     return write_model_file(model, config, vocab, _lower_case(args, vocab, args.checkpoint), args.out,
                             source=os.path.abspath(args.checkpoint), storage_dtype=args.storage_dtype,
-                            quantize=args.quantize)
+                            quantize=args.quantize, default_k=_default_k(args, hf_config))
 
 
 def export_random(args) -> dict:
@@ -100,7 +109,7 @@ def export_random(args) -> dict:
     init_random(model, config, args.seed)
     return write_model_file(model, config, vocab, _lower_case(args, vocab), args.out,
                             source="random-init seed %d" % args.seed, storage_dtype=args.storage_dtype,
-                            quantize=args.quantize)
+                            quantize=args.quantize, default_k=args.default_k)
 
 
 def parse_args(argv=None):
@@ -118,8 +127,12 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed (with --random-init)")
     parser.add_argument("--lower-case", choices=("yes", "no"), default=None,
                         help="tokenizer lower-casing (default: tokenizer_config.json, else guessed from the vocab)")
-    parser.add_argument("--storage-dtype", choices=("fp32", "fp16"), default="fp32",
-                        help="how weights are stored in the file (computation dtype is chosen when loading)")
+    parser.add_argument("--storage-dtype", choices=("fp32", "fp16", "int8"), default="fp32",
+                        help="how weights are stored in the file (computation dtype is chosen when loading); int8: "
+                             "weight matrices as int8 with a scale per row, the rest fp16 (a quarter of fp32)")
+    parser.add_argument("--default-k", type=int, default=None,
+                        help="the split readers use when none is asked for (default: the k a tools/train checkpoint "
+                             "was fine-tuned at, else none: readers take 3/4 of the layers)")
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
                         help="int8: dynamic int8 quantization of the Linear layers (CPU, fp32 compute; smaller and "
                              "usually faster on CPUs, answers change slightly)")

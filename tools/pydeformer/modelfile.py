@@ -34,7 +34,10 @@ DEFAULT_LAYOUT = {
     "max_question_len": 64,
 }
 
-STORAGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+# How weights are stored; int8 stores each weight matrix as int8 with one fp32 scale per row (absmax / 127) and
+# everything else in fp16, for a bundled model under 40 MB (the loader widens the matrices back).
+STORAGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.float16}
+INT8_SUFFIX, SCALE_SUFFIX = "_int8", "_scale"
 
 # model_type -> the Hugging Face architectures this exporter reproduces.
 SUPPORTED_ARCHITECTURES = {"bert": ("BertForQuestionAnswering",), "xlnet": ("XLNetForQuestionAnsweringSimple",)}
@@ -205,16 +208,44 @@ def content_hash(config: Dict, vocab: bytes, state: Dict[str, torch.Tensor]) -> 
     return "sha256:" + h.hexdigest()
 
 
+def store_matrices_as_int8(model: torch.nn.Module) -> None:
+    """Replaces every 2-D parameter W by buffers W_int8 and W_scale (per row) beside an empty W."""
+    for module in model.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            if p.dim() != 2:
+                continue
+            w = p.detach().float()
+            scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+            module.register_buffer(name + INT8_SUFFIX, torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
+            module.register_buffer(name + SCALE_SUFFIX, scale)
+            setattr(module, name, torch.nn.Parameter(torch.empty(0, dtype=p.dtype), requires_grad=False))
+
+
+def widen_int8_matrices(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The inverse of store_matrices_as_int8 on a state dict (what the C++ loader does)."""
+    out = {}
+    for name, t in state.items():
+        if name.endswith(SCALE_SUFFIX) and name[:-len(SCALE_SUFFIX)] + INT8_SUFFIX in state:
+            continue
+        if name.endswith(INT8_SUFFIX):
+            weight = name[:-len(INT8_SUFFIX)]
+            out[weight] = t.float() * state[weight + SCALE_SUFFIX].float()[:, None]
+        elif name not in out:
+            out[name] = t
+    return out
+
+
 def write_model_file(model, model_config, vocab: bytes, do_lower_case: bool, out: str,
                      source: str, layout: Optional[Dict] = None, storage_dtype: str = "fp32",
-                     quantize: str = "none") -> Dict:
+                     quantize: str = "none", default_k: Optional[int] = None) -> Dict:
     """Scripts the model (BertQA with a WordPiece vocab.txt, or XLNetQA with spiece.model bytes as `vocab`) and
     writes it atomically (temporary file, then rename). Returns the embedded config.
 
     storage_dtype fp16 halves the file (for bundling); the loader converts weights to the compute dtype, and the
     content hash covers the stored values. quantize "int8" replaces every encoder and head Linear by a dynamically
     quantized one (int8 weights, activations quantized per call; CPU and fp32 compute only); the content hash then
-    covers the fp32 weights it was made from and the config's "quantization" field."""
+    covers the fp32 weights it was made from and the config's "quantization" field. default_k is the split the
+    model was trained for: readers use it when the caller leaves k at -1."""
     if storage_dtype not in STORAGE_DTYPES:
         raise ExportError("unknown storage dtype %s (expected %s)" % (storage_dtype, ", ".join(STORAGE_DTYPES)))
     if quantize not in QUANTIZATIONS:
@@ -223,6 +254,8 @@ def write_model_file(model, model_config, vocab: bytes, do_lower_case: bool, out
         raise ExportError("--quantize %s stores int8 weights; it cannot be combined with --storage-dtype %s"
                           % (quantize, storage_dtype))
     model = model.eval().to(STORAGE_DTYPES[storage_dtype])
+    if storage_dtype == "int8":
+        store_matrices_as_int8(model)
     state = model.state_dict()
     is_xlnet = isinstance(model_config, XLNetConfig)
     model_type = "xlnet" if is_xlnet else "bert"
@@ -247,6 +280,11 @@ def write_model_file(model, model_config, vocab: bytes, do_lower_case: bool, out
     }
     if quantize != "none":
         config["quantization"] = QUANTIZATIONS[quantize]
+    if default_k is not None:
+        layers = model_config.n_layer if is_xlnet else model_config.num_hidden_layers
+        if not 0 <= default_k <= layers:
+            raise ExportError("default k %d outside 0..%d" % (default_k, layers))
+        config["default_k"] = default_k
     digest = content_hash(config, vocab, state)
     config["content_hash"] = digest
     if quantize != "none":
@@ -289,5 +327,8 @@ def load_model_file(path: str):
         if isinstance(vocab, bytes):
             vocab = vocab.decode("utf-8")
         model = BertQA(BertConfig(config["bert"]))
-    model.load_state_dict({k: v.to(torch.float32) for k, v in scripted.state_dict().items()})
+    state = scripted.state_dict()
+    if config.get("storage_dtype") == "int8":
+        state = widen_int8_matrices(state)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     return model.eval(), config, vocab

