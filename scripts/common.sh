@@ -3,10 +3,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 
-# Debian 12 packages. libopenblas0-openmp, not the pthread build: its threads fight LibTorch's OpenMP
-# threads (BERT-base batch 1 on 2 cores: 0.37 s vs 1.0 s; 22.6 s with the reference BLAS).
+# Debian 12 packages. python3-venv, -yaml and -requests: the tests' Hugging Face environment (scripts/hf_venv.sh)
+# sees Debian's torch and these, and takes the rest from PyPI. libopenblas0-openmp, not the pthread build: its
+# threads fight LibTorch's OpenMP threads (BERT-base batch 1 on 2 cores: 0.37 s vs 1.0 s; 22.6 s with the
+# reference BLAS).
 PACKAGES=(build-essential cmake ninja-build pkg-config ccache
           libtorch-dev python3-torch libopenblas0-openmp
+          python3-venv python3-yaml python3-requests
           libsentencepiece-dev libhdf5-dev libcli11-dev nlohmann-json3-dev
           libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libgoogle-perftools-dev)
 

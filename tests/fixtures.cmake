@@ -1,6 +1,7 @@
 # Test models, made at build time by the project's own exporter (never committed, never copied from shared/).
 #   tiny-own-vocab.pt   4 layers, hidden 64, vocabulary built from samples/documents by pydeformer.vocab
 #   tiny-real-vocab.pt  the same shape with the real bert-base-uncased vocabulary read from the data directory
+#   tiny-real-vocab-int8.pt  the same, stored as int8 matrices (per-row scales) with default_k 3
 #   tiny-xlnet.pt       XLNet, 4 layers, d_model 64, with xlnet-base-cased's spiece.model from the data directory
 # initializer_range 0.2 (not 0.02) so that attention is far from uniform and the tests have teeth.
 set(FIXTURES ${CMAKE_CURRENT_BINARY_DIR}/fixtures)
@@ -32,6 +33,13 @@ if(DEFORMER_PYTHON)
               --out ${FIXTURES}/tiny-real-vocab.pt
       DEPENDS ${FIXTURE_CONFIG} ${PYDEFORMER_SOURCES} COMMENT "Exporting tiny-real-vocab.pt")
     list(APPEND FIXTURE_FILES ${FIXTURES}/tiny-real-vocab.pt)
+    # The same shape stored as int8 matrices with per-row scales, recording a trained split of 3.
+    add_custom_command(OUTPUT ${FIXTURES}/tiny-real-vocab-int8.pt
+      COMMAND ${CMAKE_COMMAND} -E env DEFORMER_PYTHON=${DEFORMER_PYTHON}
+              ${EXPORT} --random-init --config ${FIXTURE_CONFIG} --vocab ${REAL_VOCAB} --seed 11
+              --storage-dtype int8 --default-k 3 --out ${FIXTURES}/tiny-real-vocab-int8.pt
+      DEPENDS ${FIXTURE_CONFIG} ${PYDEFORMER_SOURCES} COMMENT "Exporting tiny-real-vocab-int8.pt")
+    list(APPEND FIXTURE_FILES ${FIXTURES}/tiny-real-vocab-int8.pt)
   endif()
   string(REPLACE bert-base-uncased-vocab.txt xlnet-base-cased-spiece.model XLNET_SPIECE ${REAL_VOCAB})
   if(EXISTS ${XLNET_SPIECE})

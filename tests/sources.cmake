@@ -39,6 +39,16 @@ if(DEFORMER_PYTHON AND TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/d
   set_tests_properties(eager_reference PROPERTIES FIXTURES_SETUP eager_parity)
   add_test(NAME parity_eager COMMAND parity_test)
   set_tests_properties(parity_eager PROPERTIES FIXTURES_REQUIRED eager_parity)
+  # int8 weight storage: the C++ loader widens the matrices as the Python reader does (full and deformer mode).
+  set(INT8_MODEL ${FIXTURES}/tiny-real-vocab-int8.pt)
+  add_test(NAME eager_reference_int8 COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/eager_reference.py
+           --model ${INT8_MODEL} --squad ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json
+           --tokenizer-cmd "$<TARGET_FILE:deformer-qa> tokenize --model ${INT8_MODEL}"
+           --out ${FIXTURES}/eager-parity-int8.json)
+  set_tests_properties(eager_reference_int8 PROPERTIES FIXTURES_SETUP eager_parity_int8)
+  add_test(NAME parity_eager_int8 COMMAND parity_test)
+  set_tests_properties(parity_eager_int8 PROPERTIES FIXTURES_REQUIRED eager_parity_int8
+                       ENVIRONMENT "DEFORMER_PARITY_CASES=${FIXTURES}/eager-parity-int8.json")
   if(DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
     set(XLNET_MODEL ${FIXTURES}/tiny-xlnet.pt)
     add_test(NAME xlnet_eager_reference COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/xlnet_eager_reference.py
@@ -87,6 +97,13 @@ if(TARGET deformer-qa AND DEFORMER_PYTHON)
            --question "the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the"
            --context "The lighthouse stands on a granite spur.")
   cli_test(info_missing_model nonzero "cannot open model file" ${QA} info --model /nonexistent.pt)
+  # The bundled default model: its recorded split and storage, and the demo's questions in both modes (the
+  # expected answers are the spans written with the sample texts, samples/questions.tsv).
+  cli_test(info_bundled_model 0 "\"default_k\":4,\"default_k_recorded\":true.*\"storage_dtype\":\"int8\"" ${QA} info --json)
+  add_test(NAME demo_bundled_model COMMAND ${CMAKE_COMMAND} -E env BUILD_DIR=${CMAKE_BINARY_DIR}
+           ${PROJECT_SOURCE_DIR}/scripts/run-demo.sh)
+  set_tests_properties(demo_bundled_model PROPERTIES
+                       PASS_REGULAR_EXPRESSION "Right: deformer mode [78] of 8, full mode [78] of 8")
   cli_test(info_not_a_model nonzero "not a readable TorchScript model file" ${QA} info --model ${CLI_DIR}/not-utf8.txt)
   cli_test(eval_truncated_squad nonzero "truncated-squad.json" ${QA} eval --model ${OWN_MODEL} --squad ${CLI_DIR}/truncated-squad.json)
   if(EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)

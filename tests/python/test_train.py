@@ -14,7 +14,9 @@ import unittest
 
 import torch
 
+from pydeformer import modelfile
 from pydeformer import vocab as vocab_builder
+from pydeformer.modelfile import read_safetensors, write_safetensors
 from train import baseline, checkpoint, data, finetune, pretrain
 from train.squad_features import Squad
 
@@ -130,6 +132,62 @@ class TrainingStages(unittest.TestCase):
                        check=True, env=env, stdout=subprocess.DEVNULL)
         info = subprocess.run([DEFORMER_QA, "info", "--model", out], check=True, capture_output=True, text=True)
         self.assertIn("layers", info.stdout)
+
+    def _encoder_only(self):
+        """The masked-LM checkpoint re-saved as a bare BertModel (a sentence-transformers folder's layout: no
+        "bert." prefix, no heads), like the base model of the bundled one."""
+        mlm, encoder = os.path.join(self.work, "mlm"), os.path.join(self.work, "encoder")
+        if not os.path.isdir(mlm):
+            self._pretrain(80)
+        os.makedirs(encoder, exist_ok=True)
+        state = read_safetensors(os.path.join(mlm, "model.safetensors"))
+        write_safetensors({k[len("bert."):]: v for k, v in state.items() if k.startswith("bert.")},
+                          os.path.join(encoder, "model.safetensors"))
+        config = json.load(open(os.path.join(mlm, "config.json")))
+        config["architectures"] = ["BertModel"]
+        with open(os.path.join(encoder, "config.json"), "w") as f:
+            json.dump(config, f)
+        shutil.copy(self.vocab, os.path.join(encoder, "vocab.txt"))
+        return encoder
+
+    def test_paper_recipe_from_an_encoder_only_checkpoint(self):
+        encoder = self._encoder_only()
+        model, _, _ = checkpoint.load(encoder)  # the span head is new; the encoder is the checkpoint's
+        mlm_model, _, _ = checkpoint.load(os.path.join(self.work, "mlm"))
+        self.assertTrue(torch.equal(model.layers[0].query.weight, mlm_model.layers[0].query.weight))
+        # the paper's teacher: the decomposed layout at k=0, fine-tuned from the pretrained weights
+        meta, teacher = self._finetune("k0", {"init": encoder, "--layout": "deformer", "--k": "0"})
+        self.assertLess(meta["last_loss"], meta["first_loss"] * 0.7)
+        # its student: upper layers from the teacher, lower from the pretrained model, KD + LRS on the student's
+        # own rows, and the same pairs in the full layout as a second loss
+        meta, student = self._finetune("kd-paper", {"init": teacher, "--teacher": teacher, "--lower-from": encoder,
+                                                     "--layout": "deformer", "--k": "2", "--also-full": "0.5"})
+        self.assertLess(meta["last_loss"], meta["first_loss"] * 0.7)
+        self.assertEqual((meta["teacher_layout"], meta["lower_from"], meta["also_full"]), ("deformer", encoder, 0.5))
+        # the model file records the split it was trained for, and int8 storage keeps the logits close
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tools"))
+        files = {}
+        for dtype in ("fp32", "int8"):
+            files[dtype] = os.path.join(self.work, "kd-paper-%s.pt" % dtype)
+            subprocess.run([sys.executable, "-m", "pydeformer.export", student, "--out", files[dtype],
+                            "--storage-dtype", dtype], check=True, env=env, stdout=subprocess.DEVNULL)
+        info = json.loads(subprocess.run([DEFORMER_QA, "info", "--model", files["int8"], "--json"], check=True,
+                                         capture_output=True, text=True).stdout)
+        self.assertEqual((info["default_k"], info["default_k_recorded"], info["storage_dtype"]), (2, True, "int8"))
+        self.assertLess(os.path.getsize(files["int8"]), os.path.getsize(files["fp32"]) * 0.45)
+        ids = torch.tensor([[2, 5, 9, 3, 11, 17, 3]])
+        logits = {}
+        for dtype, path in files.items():
+            m, _, _ = modelfile.load_model_file(path)
+            logits[dtype] = m(ids, torch.zeros_like(ids), torch.arange(7)[None], torch.ones_like(ids))
+        scale = logits["fp32"].abs().max().item()
+        self.assertLess((logits["int8"] - logits["fp32"]).abs().max().item(), 0.05 * scale)
+        self.assertGreater((logits["int8"] - logits["fp32"]).abs().max().item(), 0.0)  # it did quantize
+
+    def test_time_budget_shortens_the_schedule(self):
+        log = lambda message: None
+        self.assertEqual(finetune.fit_to_budget(1000, 100, 10.0, 1000.0, log), 1000)  # fits: unchanged
+        self.assertEqual(finetune.fit_to_budget(1000, 100, 10.0, 60.0, log), 100 + 200)  # 20 s left at 10 steps/s
 
     def test_baseline_picks_the_sentence_sharing_most_words(self):
         context = "The river is wide. Bread needs flour and water. Chess has sixty-four squares."

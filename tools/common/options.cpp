@@ -19,7 +19,7 @@ void add_model_options(CLI::App* cmd, ModelArgs& args, const std::string& dtype_
   args.model = bundled_model_path();
   cmd->add_option("--model", args.model,
                   "model file written by deformer-export (default: $DEFORMER_MODEL, else the bundled "
-                  "models/squad-small-bert.pt)");
+                  "models/squad-minilm.pt)");
   cmd->add_option("--device", args.device, "cpu or cuda")->capture_default_str();
   cmd->add_option(dtype_flag, args.dtype, "compute dtype: fp32, fp16 or bf16")->capture_default_str();
   cmd->add_option("--threads", args.threads, "CPU threads (0: all cores)")->capture_default_str();

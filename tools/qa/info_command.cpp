@@ -18,7 +18,9 @@ void add_info_command(CLI::App& app) {
   };
   auto options = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("info", "Print a model file's architecture, shape, layout and content hash");
-  cmd->add_option("--model", options->model, "model file written by deformer-export")->required();
+  options->model = bundled_model_path();
+  cmd->add_option("--model", options->model,
+                  "model file written by deformer-export (default: $DEFORMER_MODEL, else the bundled model)");
   cmd->add_flag("--json", options->json, "machine-readable output");
   cmd->callback([options] {
     auto model = Model::load(options->model);
