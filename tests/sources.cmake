@@ -31,24 +31,20 @@ target_compile_definitions(parity_test PRIVATE DEFORMER_DEFAULT_DATA="${DEFORMER
   DEFORMER_FIXTURES="${FIXTURES}" DEFORMER_UNPACKED_DATA="${DEFORMER_UNPACKED_DATA}")
 add_dependencies(parity_test fixtures)
 if(DEFORMER_PYTHON AND TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
-  set(PARITY_MODEL ${FIXTURES}/tiny-real-vocab.pt)
-  add_test(NAME eager_reference COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/eager_reference.py
-           --model ${PARITY_MODEL} --squad ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json
-           --tokenizer-cmd "$<TARGET_FILE:deformer-qa> tokenize --model ${PARITY_MODEL}"
-           --out ${FIXTURES}/eager-parity.json)
-  set_tests_properties(eager_reference PROPERTIES FIXTURES_SETUP eager_parity)
-  add_test(NAME parity_eager COMMAND parity_test)
-  set_tests_properties(parity_eager PROPERTIES FIXTURES_REQUIRED eager_parity)
+  # eager_parity(SUFFIX MODEL): the eager reference writes the cases, then parity_test checks them.
+  function(eager_parity suffix model)
+    add_test(NAME eager_reference${suffix} COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/eager_reference.py
+             --model ${model} --squad ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json
+             --tokenizer-cmd "$<TARGET_FILE:deformer-qa> tokenize --model ${model}"
+             --out ${FIXTURES}/eager-parity${suffix}.json)
+    set_tests_properties(eager_reference${suffix} PROPERTIES FIXTURES_SETUP eager_parity${suffix})
+    add_test(NAME parity_eager${suffix} COMMAND parity_test)
+    set_tests_properties(parity_eager${suffix} PROPERTIES FIXTURES_REQUIRED eager_parity${suffix}
+                         ENVIRONMENT "DEFORMER_PARITY_CASES=${FIXTURES}/eager-parity${suffix}.json")
+  endfunction()
+  eager_parity("" ${FIXTURES}/tiny-real-vocab.pt)
   # int8 weight storage: the C++ loader widens the matrices as the Python reader does (full and deformer mode).
-  set(INT8_MODEL ${FIXTURES}/tiny-real-vocab-int8.pt)
-  add_test(NAME eager_reference_int8 COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/eager_reference.py
-           --model ${INT8_MODEL} --squad ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json
-           --tokenizer-cmd "$<TARGET_FILE:deformer-qa> tokenize --model ${INT8_MODEL}"
-           --out ${FIXTURES}/eager-parity-int8.json)
-  set_tests_properties(eager_reference_int8 PROPERTIES FIXTURES_SETUP eager_parity_int8)
-  add_test(NAME parity_eager_int8 COMMAND parity_test)
-  set_tests_properties(parity_eager_int8 PROPERTIES FIXTURES_REQUIRED eager_parity_int8
-                       ENVIRONMENT "DEFORMER_PARITY_CASES=${FIXTURES}/eager-parity-int8.json")
+  eager_parity(_int8 ${FIXTURES}/tiny-real-vocab-int8.pt)
   if(DEFINED XLNET_SPIECE AND EXISTS "${XLNET_SPIECE}")
     set(XLNET_MODEL ${FIXTURES}/tiny-xlnet.pt)
     add_test(NAME xlnet_eager_reference COMMAND ${DEFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/xlnet_eager_reference.py
@@ -200,7 +196,7 @@ endif()
 if(DEFORMER_PYTHON AND TARGET deformer-qa AND EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
   set(HF_REAL_WORK ${CMAKE_CURRENT_BINARY_DIR}/hf-real)
   add_test(NAME hf_real_reference COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hf/real_reference.sh ${HF_REAL_WORK}
-           ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
+           ${DEFORMER_DEFAULT_DATA}/squad/dev-v1.1.json.zip)
   set_tests_properties(hf_real_reference PROPERTIES FIXTURES_SETUP hf_real SKIP_RETURN_CODE 77)
   add_test(NAME parity_hf_real COMMAND parity_test)
   set_tests_properties(parity_hf_real PROPERTIES FIXTURES_REQUIRED hf_real

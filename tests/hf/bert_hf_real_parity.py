@@ -7,14 +7,13 @@ transformers' tokenization of SQuAD dev (question, context) pairs and its fp32 s
 tests/parity_test.cpp checks that the C++ full mode reproduces the ids and the logits. The export goes through
 the same path as a user's checkpoint, so a wrong weight mapping cannot cancel out.
 
-Usage: python tests/hf/bert_hf_real_parity.py --wheel W --squad dev-v1.1.json --work DIR [--count 24]
+Usage: python tests/hf/bert_hf_real_parity.py --wheel W --squad dev-v1.1.json.zip --work DIR [--count 24]
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
-import zipfile
 
 import torch
 import transformers
@@ -22,26 +21,15 @@ from transformers import AutoTokenizer, BertForQuestionAnswering
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bert_hf_parity import squad_pairs  # noqa: E402  (the same SQuAD dev pairs as the GPU machine's cases)
 from train.base_model import extract  # noqa: E402  (the digest check and the four files)
-
-
-def squad_pairs(path, count):
-    with open(path, encoding="utf-8") as f:
-        articles = json.load(f)["data"]
-    pairs = []
-    # The first question of the first two paragraphs of each article in turn: lengths and topics vary.
-    for a, article in enumerate(articles):
-        for p, paragraph in enumerate(article["paragraphs"][:2]):
-            pairs.append(((a, p, 0), paragraph["qas"][0]["question"], paragraph["context"]))
-            if len(pairs) == count:
-                return pairs
-    return pairs
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", required=True)
-    parser.add_argument("--squad", required=True, help="dev-v1.1.json (unzipped)")
+    parser.add_argument("--squad", required=True, help="dev-v1.1.json.zip")
     parser.add_argument("--work", required=True)
     parser.add_argument("--count", type=int, default=24)
     parser.add_argument("--seed", type=int, default=1234)

@@ -2,7 +2,7 @@
 # CTest hf_real_reference: the Hugging Face parity cases on real weights (tests/hf/bert_hf_real_parity.py), with
 # transformers from PyPI in the project's virtual environment. Without PyPI it fails under CI=true and is
 # reported as skipped (exit 77) elsewhere.
-#   tests/hf/real_reference.sh WORK DEV_JSON
+#   tests/hf/real_reference.sh WORK DEV_JSON_ZIP
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=$1 DEV=$2
