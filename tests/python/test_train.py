@@ -121,10 +121,12 @@ class TrainingStages(unittest.TestCase):
         meta, _ = self._finetune("plain", {"init": teacher, "--layout": "deformer", "--k": "2"})
         self.assertLess(meta["last_loss"], meta["first_loss"] * 0.7)
         self.assertEqual((meta["alpha"], meta["beta"]), (0.0, 0.0))
-        meta, student = self._finetune("kd", {"init": teacher, "--teacher": teacher, "--layout": "deformer",
-                                              "--k": "2"})
+        # a full-layout teacher sees the same pairs re-laid in its own layout (the map of the rows above)
+        meta, student = self._finetune("kd", {"init": teacher, "--teacher": teacher, "--teacher-layout": "full",
+                                              "--layout": "deformer", "--k": "2"})
         self.assertLess(meta["last_loss"], meta["first_loss"] * 0.7)
         self.assertEqual((meta["alpha"], meta["beta"], meta["temperature"]), (1.0, 1.0, 2.0))
+        self.assertEqual(meta["teacher_layout"], "full")
         # a trained checkpoint goes through the exporter like a user's model
         out = os.path.join(self.work, "kd.pt")
         env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tools"))
