@@ -408,6 +408,11 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
   std::vector<std::vector<char>> asked(questions.size(), std::vector<char>(documents.size(), scope.empty()));
   for (size_t q = 0; q < scope.size(); ++q)
     for (size_t d : scope[q]) asked[q][d] = 1;
+  // No (question, document) pair, as over an empty corpus: no answers, and no empty passes to run.
+  if (std::none_of(asked.begin(), asked.end(), [](const std::vector<char>& row) {
+        return std::find(row.begin(), row.end(), 1) != row.end();
+      }))
+    return std::vector<std::vector<Answer>>(questions.size());
   auto prepare_documents = [&] {
     std::vector<PreparedDocument> docs(documents.size());
     at::parallel_for(0, documents.size(), 4, [&](int64_t begin, int64_t end) {

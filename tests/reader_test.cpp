@@ -78,6 +78,19 @@ TEST_F(ReaderTest, BothModesGiveWellFormedAnswers) {
   }
 }
 
+// An empty corpus is a normal case: no answers in either mode, for one question or many (it crashed in deformer mode).
+TEST_F(ReaderTest, NoDocumentsGiveNoAnswers) {
+  for (Mode mode : {Mode::kDeformer, Mode::kFull}) {
+    ReaderOptions o;
+    o.mode = mode;
+    Reader reader(model_, o);
+    EXPECT_TRUE(reader.ask("When was the lighthouse first lit?", {}).empty()) << to_string(mode);
+    auto many = reader.ask(std::vector<std::string>{"Who?", "When?"}, std::vector<Document>{});
+    ASSERT_EQ(many.size(), 2u) << to_string(mode);
+    EXPECT_TRUE(many[0].empty() && many[1].empty()) << to_string(mode);
+  }
+}
+
 TEST_F(ReaderTest, BatchSizeDoesNotChangeAnswers) {
   ReaderOptions small, large;
   small.batch_size = 1;

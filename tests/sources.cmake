@@ -127,8 +127,14 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
   cli_test(cache_truncated nonzero "truncated|not a libdeformer cache|cannot" sh -c
            "head -c 20000 ${CACHE_WORK}/samples.h5 > ${CACHE_WORK}/cut.h5 && ${CACHE_TOOL} info ${CACHE_WORK}/cut.h5")
   cli_test(cache_not_hdf5 nonzero "not an HDF5 file|not HDF5" ${CACHE_TOOL} info ${CLI_DIR}/not-utf8.txt)
+  # An output that is one of the inputs is refused before anything is written (it destroyed the input, exit 0).
+  add_test(NAME cli_output_is_an_input COMMAND ${CLI_DIR}/same_file.sh ${QA} ${CACHE_TOOL} ${OWN_MODEL}
+           ${CACHE_WORK}/samples.h5 ${CACHE_WORK}/same-file ${CLI_DIR}/truncated-squad.json)
+  set_tests_properties(cli_output_is_an_input PROPERTIES PASS_REGULAR_EXPRESSION "every input kept")
+  # An empty corpus is a normal case: its cache has no documents, and a question over it has no answers.
+  cli_test(ask_empty_cache 0 "the cache holds no documents: no answers" sh -c "${CACHE_TOOL} build --model ${OWN_MODEL} --input /dev/null --out ${CACHE_WORK}/empty.h5 && ${QA} ask --model ${OWN_MODEL} --cache ${CACHE_WORK}/empty.h5 --question Where?")
   set_tests_properties(cli_cache_info_json cli_ask_cached_doc cli_ask_cached_unknown_doc cli_ask_cached_wrong_k
-                       cli_cache_truncated PROPERTIES FIXTURES_REQUIRED samples_cache)
+                       cli_cache_truncated cli_output_is_an_input PROPERTIES FIXTURES_REQUIRED samples_cache)
   cli_test(cache_malformed_line nonzero "malformed-docs.jsonl:2: not valid JSON" ${CACHE_TOOL} build --model ${OWN_MODEL}
            --input ${CLI_DIR}/malformed-docs.jsonl --out ${CACHE_WORK}/x.h5)
   cli_test(cache_empty_document nonzero "document 'empty' is empty" ${CACHE_TOOL} build --model ${OWN_MODEL}

@@ -845,6 +845,7 @@ int run(BenchArgs& args) {
   } else {
     ::mkdir(args.work.c_str(), 0777);
   }
+  cli::refuse_output_over_inputs("--out", args.out, {args.model.model, args.squad});
   // The parent loads the model on the CPU only to read its shape and tokenizer; children measure.
   auto model = Model::load(args.model.model, LoadOptions{});
   const auto& c = model->config();

@@ -118,6 +118,7 @@ void build(const BuildArgs& args) {
   options.dtype = cache::parse_state_dtype(args.dtype);
   options.batch_size = args.batch_size;
   options.writer.gzip_level = args.gzip;
+  refuse_output_over_inputs("--out", out, {args.input, args.model.model});
   auto input = open_input(args.input);  // before the model: input errors come first and fast
   auto model = load_model(args.model);
   CacheBuilder builder(model, out, options);
@@ -217,6 +218,7 @@ int main(int argc, char** argv) {
   m->add_option("--out", merge_out, "index file to write (JSON)")->required();
   m->add_option("shards", merge_inputs, "shard cache files")->required();
   m->callback([&] {
+    refuse_output_over_inputs("--out", merge_out, merge_inputs);
     deformer::cache::merge_shards(merge_out, merge_inputs);
     std::cout << "wrote " << merge_out << " over " << merge_inputs.size() << " shards" << std::endl;
   });

@@ -6,6 +6,7 @@
 #include <istream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -48,5 +49,11 @@ void for_each_json_line(std::istream& in, const std::string& name,
                         const std::function<void(const nlohmann::json&, const std::string&)>& line);
 // Whole file as a string; std::runtime_error naming the path when it cannot be read.
 std::string read_file(const std::string& path);
+
+// Throws std::invalid_argument when `output` is the same file as one of `inputs` (the same device and inode, so
+// links and other spellings of the path count), before anything is written: the tools write a temporary file and
+// rename it over the output, which would replace that input. Inputs that do not exist, "" and "-" are skipped.
+void refuse_output_over_inputs(const std::string& option, const std::string& output,
+                               const std::vector<std::string>& inputs);
 
 }  // namespace deformer::cli

@@ -93,6 +93,7 @@ void add_ask_command(CLI::App& app) {
     } else if (cache) {
       if (args->question.empty()) throw CLI::ValidationError("--question", "give --question (or --questions FILE)");
       const auto answers = reader.ask({args->question}, *cache, args->docs);
+      if (cache->num_documents() == 0) std::cerr << "deformer-qa: the cache holds no documents: no answers" << std::endl;
       for (const auto& a : answers.front()) std::cout << to_json(a).dump() << "\n";
     } else {
       if (args->question.empty()) throw CLI::ValidationError("--question", "give --question (or --questions FILE)");

@@ -60,6 +60,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--null-threshold", args->null_threshold, "v2.0: answer empty when null - best exceeds this")->capture_default_str();
   cmd->add_flag("--json", args->json, "print the scores as JSON");
   cmd->callback([args] {
+    refuse_output_over_inputs("--out", args->out, {args->squad, args->model.model, args->cache});
     const auto dataset = squad::read_dataset(args->squad);
     auto options = reader_options(args->reader);
     options.decode.decoding = Decoding::kSquad;
