@@ -1242,6 +1242,8 @@ void CacheReader::Impl::add_shard(const std::string& path) {
   Lock lock(h5_mutex());
   silence_hdf5();
   if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
+  // HDF5 and the index reader would wait forever on a FIFO, and read nothing useful from a device.
+  if (!fs::is_regular_file(path)) throw std::runtime_error("cache '" + path + "' is not a regular file");
   const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   H5Eclear2(H5E_DEFAULT);
   if (is_hdf5 <= 0) throw std::runtime_error("'" + path + "' is not an HDF5 file");
@@ -1434,6 +1436,8 @@ std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const Re
     throw std::invalid_argument("ReadOptions::read_threads must not be negative, got " +
                                 std::to_string(options.read_threads));
   if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
+  // HDF5 and the index reader would wait forever on a FIFO, and read nothing useful from a device.
+  if (!fs::is_regular_file(path)) throw std::runtime_error("cache '" + path + "' is not a regular file");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   // Past ~8 threads, copies out of the page cache are bound by memory bandwidth, and the caller's other

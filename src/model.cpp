@@ -1,3 +1,4 @@
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <stdexcept>
@@ -159,11 +160,29 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
-  if (!std::ifstream(path).good()) throw std::runtime_error("cannot open model file '" + path + "'");
+  // Checked before opening: opening a FIFO for reading waits for a writer, forever.
+  std::error_code error;
+  const auto status = std::filesystem::status(path, error);
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    throw std::runtime_error("model file '" + path + "' is not a regular file");
+  if (!std::filesystem::is_regular_file(status) || !std::ifstream(path).good())
+    throw std::runtime_error("cannot open model file '" + path + "'");
   if (options.device == Device::kCUDA && !torch::cuda::is_available())
     throw std::invalid_argument("device cuda requested, but this build or machine has no CUDA device");
   if (options.threads < 0) throw std::invalid_argument("threads must be >= 0");
   if (options.threads > 0) at::set_num_threads(options.threads);
+  if (options.device == Device::kCPU && options.dtype != DType::kFloat32) {
+    // Some LibTorch builds (Debian's 1.13) lack CPU kernels for half precision: say so instead of failing
+    // mid-answer with a backtrace.
+    try {
+      auto x = at::ones({1, 4}, at::TensorOptions().dtype(to_scalar_type(options.dtype)));
+      (void)at::layer_norm(at::gelu(at::matmul(x, x.t())), {1});
+    } catch (const c10::Error&) {
+      throw std::invalid_argument(std::string("compute dtype ") + to_string(options.dtype) +
+                                  " is not supported on the CPU by this LibTorch build: use fp32 on the CPU, or " +
+                                  to_string(options.dtype) + " on CUDA");
+    }
+  }
 
   auto impl = std::make_unique<Impl>();
   impl->path = path;

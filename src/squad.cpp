@@ -276,7 +276,10 @@ Json parse_json(std::string_view text, const std::string& source) {
   try {
     return Json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::parse_error& e) {
-    throw std::runtime_error(source + ": malformed JSON: " + e.what());
+    // The parser's message quotes what it last read, which can be most of a huge file: 200 bytes say enough.
+    std::string what = e.what();
+    if (what.size() > 200) what = what.substr(0, 200) + "...";
+    throw std::runtime_error(source + ": malformed JSON: " + what);
   }
 }
 

@@ -93,6 +93,18 @@ if(TARGET deformer-qa AND DEFORMER_PYTHON)
            --question "the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the the"
            --context "The lighthouse stands on a granite spur.")
   cli_test(info_missing_model nonzero "cannot open model file" ${QA} info --model /nonexistent.pt)
+  # Bad inputs of issue 24: each answered with a clear error or a warning, never a hang, a crash or a backtrace.
+  set(BAD_WORK ${CMAKE_CURRENT_BINARY_DIR}/bad-inputs)
+  file(MAKE_DIRECTORY ${BAD_WORK})
+  cli_test(model_is_a_fifo nonzero "model file '.*' is not a regular file" sh -c
+           "rm -f ${BAD_WORK}/model.fifo && mkfifo ${BAD_WORK}/model.fifo && timeout 60 ${QA} info --model ${BAD_WORK}/model.fifo")
+  cli_test(cache_is_a_fifo nonzero "cache '.*' is not a regular file" sh -c
+           "rm -f ${BAD_WORK}/cache.fifo && mkfifo ${BAD_WORK}/cache.fifo && timeout 60 ${QA} ask --model ${OWN_MODEL} --cache ${BAD_WORK}/cache.fifo --question Where?")
+  cli_test(threads_clamped_to_cores 0 "warning: --threads 100000 is more than the [0-9]+ cores here. using [0-9]+" ${QA} ask
+           --model ${OWN_MODEL} --threads 100000 --question "Who won?" --context "Marta Ilves won the event seven times.")
+  foreach(bad cpu-fp16 long-json-line)
+    cli_test(bad_input_${bad} 0 "^clean: " ${CLI_DIR}/bad_inputs.sh ${bad} ${QA} ${OWN_MODEL} ${BAD_WORK})
+  endforeach()
   # The bundled default model: its recorded split and storage, and the demo's questions in both modes (the
   # expected answers are the spans written with the sample texts, samples/questions.tsv).
   cli_test(info_bundled_model 0 "\"default_k\":4,\"default_k_recorded\":true.*\"storage_dtype\":\"int8\"" ${QA} info --json)

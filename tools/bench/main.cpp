@@ -243,7 +243,7 @@ LoadOptions load_options(const BenchArgs& args) {
   o.device = parse_device(device);
   // int8 is a property of the model file (deformer-export --quantize int8), computed in fp32 on the CPU.
   o.dtype = args.model.dtype == "int8" ? DType::kFloat32 : parse_dtype(args.model.dtype);
-  o.threads = args.model.threads;
+  o.threads = cli::thread_count(args.model.threads);
   return o;
 }
 

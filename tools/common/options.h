@@ -26,6 +26,8 @@ std::string bundled_model_path();
 // `dtype_flag` names the compute-dtype option (deformer-cache keeps --dtype for the storage dtype).
 void add_model_options(CLI::App* cmd, ModelArgs& args, const std::string& dtype_flag = "--dtype");
 std::shared_ptr<const Model> load_model(const ModelArgs& args);
+// --threads as given, or the number of cores, with a warning, when it asks for more (0 stays "all cores").
+int thread_count(int requested);
 
 struct ReaderArgs {
   std::string mode = "deformer";
@@ -47,6 +49,10 @@ void print_facts(const nlohmann::json& facts, bool as_json);
 // that errors can name it; a line that is not JSON throws std::invalid_argument naming the place.
 void for_each_json_line(std::istream& in, const std::string& name,
                         const std::function<void(const nlohmann::json&, const std::string&)>& line);
+// At most the first 200 bytes of `message` (an exception's text can quote a whole input line: a 200 MB line made
+// a 209 MB error message), with "..." where it was cut.
+std::string brief(const std::string& message);
+
 // Whole file as a string; std::runtime_error naming the path when it cannot be read.
 std::string read_file(const std::string& path);
 

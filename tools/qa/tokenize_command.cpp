@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "options.h"
 #include "deformer/model.h"
 #include "deformer/tokenizer.h"
 
@@ -61,7 +62,7 @@ void run_tokenize(const TokenizeOptions& options) {
       write_line(std::cout, tokenizer->encode(text->get_ref<const std::string&>()), *tokenizer, options.tokens);
     } catch (const std::exception& e) {
       std::cout.flush();
-      std::cerr << "deformer-qa tokenize: stdin line " << number << ": " << e.what() << "\n";
+      std::cerr << "deformer-qa tokenize: stdin line " << number << ": " << brief(e.what()) << "\n";
       throw CLI::RuntimeError(1);
     }
   }
