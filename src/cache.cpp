@@ -7,6 +7,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -524,6 +525,27 @@ void fsync_path(const std::string& path) {
   ::close(fd);
 }
 
+// Temporary files `<path>.tmp-<pid>-<hex>` whose writer process is gone (killed with SIGKILL, or the machine
+// stopped): nothing will finish or remove them, so the next writer of the same path does.
+void remove_stale_temporaries(const std::string& path) {
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = target.filename().string() + ".tmp-";
+  std::error_code error;
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const size_t dash = rest.find('-');
+    if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789") != dash) continue;
+    const long pid = std::stol(rest.substr(0, dash));
+    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
+    }
+  }
+}
+
 std::string temporary_name(const std::string& path) {
   std::random_device device;
   std::ostringstream name;
@@ -655,6 +677,7 @@ std::unique_ptr<CacheWriter> CacheWriter::create(const std::string& path, const 
   impl->metadata = metadata;
   impl->options = options;
   impl->path = path;
+  remove_stale_temporaries(path);
   impl->temporary = temporary_name(path);
   std::unique_ptr<CacheWriter> writer(new CacheWriter(std::move(impl)));  // removes the temporary on throw
   Impl& w = *writer->impl_;
@@ -1663,6 +1686,7 @@ void merge_shards(const std::string& index_path, const std::vector<std::string>&
     if (looks_like_index(shard)) throw std::invalid_argument("'" + shard + "' is an index, not a shard file");
     index["shards"].push_back(fs::absolute(shard).lexically_relative(directory).string());
   }
+  remove_stale_temporaries(index_path);
   const std::string temporary = temporary_name(index_path);
   {
     std::ofstream out(temporary);

@@ -102,16 +102,29 @@ struct BuildArgs {
   int num_shards = 0;
 };
 
+// Why a complete cache at `path` does not hold what this build would write ("" when it does): another model,
+// k or tokenizer, another window stride or storage dtype. (Changed document texts are not detected yet.)
+std::string built_otherwise(const std::string& path, const Model& model, const CacheBuildOptions& options) {
+  try {
+    auto reader = cache::CacheReader::open(path, expected_cache_metadata(model, options.k));
+    const auto& m = reader->metadata();
+    const int stride = options.window_stride > 0 ? options.window_stride : model.config().window_stride;
+    if (m.window_stride != stride)
+      return "window stride " + std::to_string(m.window_stride) + ", expected " + std::to_string(stride);
+    if (m.state_dtype != options.dtype)
+      return std::string("state dtype ") + cache::to_string(m.state_dtype) + ", expected " + cache::to_string(options.dtype);
+    return "";
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+}
+
 void build(const BuildArgs& args) {
   cache::ShardSpec shard = cache::shard_from_environment();
   if (args.num_shards > 0) shard = {args.shard_index < 0 ? 0 : args.shard_index, args.num_shards};
   if (shard.index < 0 || shard.index >= shard.count)
     throw std::invalid_argument("shard index " + std::to_string(shard.index) + " is outside 0.." + std::to_string(shard.count - 1));
   const std::string out = shard.count > 1 ? cache::shard_path(args.out, shard) : args.out;
-  if (shard.count > 1 && cache::is_complete(out)) {
-    std::cout << "shard " << shard.index << " of " << shard.count << ": " << out << " is complete, skipped" << std::endl;
-    return;
-  }
   CacheBuildOptions options;
   options.k = args.k;
   options.window_stride = args.stride;
@@ -121,6 +134,15 @@ void build(const BuildArgs& args) {
   refuse_output_over_inputs("--out", out, {args.input, args.model.model});
   auto input = open_input(args.input);  // before the model: input errors come first and fast
   auto model = load_model(args.model);
+  if (shard.count > 1 && cache::is_complete(out)) {
+    const std::string why = built_otherwise(out, *model, options);
+    if (why.empty()) {
+      std::cout << "shard " << shard.index << " of " << shard.count << ": " << out << " is complete, skipped" << std::endl;
+      return;
+    }
+    std::cout << "shard " << shard.index << " of " << shard.count << ": " << out << " was built otherwise (" << why
+              << "): rebuilding" << std::endl;
+  }
   CacheBuilder builder(model, out, options);
 
   std::signal(SIGINT, on_signal);
