@@ -46,8 +46,12 @@ select_openmp_blas() {
 build_project() {
   local generator=()
   command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
+  # Configured every time (seconds): which data-dependent tests exist is decided at configure time, and the
+  # data may have appeared since the last build.
   if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
     cmake -S "$ROOT" -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "$@"
+  else
+    cmake "$BUILD_DIR" > /dev/null
   fi
   cmake --build "$BUILD_DIR" -j "$(nproc)"
 }
