@@ -138,6 +138,8 @@ void CacheBuilder::add(const Document& document) {
   if (impl_->pending_windows >= impl_->options.batch_size) impl_->flush();
 }
 
+void CacheBuilder::flush() { impl_->flush(); }
+
 void CacheBuilder::commit() {
   impl_->flush();
   impl_->writer->commit();

@@ -159,6 +159,9 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
            build --model ${OWN_MODEL} --input ${CLI_DIR}/duplicate.jsonl --out ${CACHE_WORK}/x.h5 --stride 292)
   cli_test(cache_missing_input nonzero "input '/nonexistent' does not exist" ${CACHE_TOOL} build --model ${OWN_MODEL}
            --input /nonexistent --out ${CACHE_WORK}/x.h5)
+  add_test(NAME cli_cache_interrupted_last_batch COMMAND ${CLI_DIR}/interrupt_last_batch.sh ${CACHE_TOOL} ${OWN_MODEL}
+           ${CACHE_WORK}/last-batch)
+  set_tests_properties(cli_cache_interrupted_last_batch PROPERTIES PASS_REGULAR_EXPRESSION "stopped in the last batch")
   cli_test(cache_shards_and_merge 0 "documents: 4" ${CLI_DIR}/shards.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/shards)
   if(EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)

@@ -42,6 +42,9 @@ class CacheBuilder {
   // Queues a document; its states are computed when enough windows are queued, or at commit(). Throws
   // std::invalid_argument for an empty, token-less or non-UTF-8 document and for a duplicate id.
   void add(const Document& document);
+  // Encodes and writes what is queued (commit() does this too), so that a caller can stop between the last batch
+  // and the file's completion, as on a signal that arrived during that batch.
+  void flush();
   // Encodes what is queued, then completes the file and renames it to `path`.
   void commit();
 

@@ -166,6 +166,8 @@ void build(const BuildArgs& args) {
     }
   });
   if (interrupted) throw Interrupted();
+  builder.flush();  // the last batch: a signal during it must still stop the cache from appearing
+  if (interrupted) throw Interrupted();
   builder.commit();
   if (progress) std::fputc('\n', stderr);
   const double s = seconds();
