@@ -525,6 +525,13 @@ void fsync_path(const std::string& path) {
   ::close(fd);
 }
 
+// A cache (shard or index) must be a regular file: HDF5 and the index reader would wait forever on a FIFO, and
+// read nothing useful from a device.
+void require_cache_file(const std::string& path) {
+  if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
+  if (!fs::is_regular_file(path)) throw std::runtime_error("cache '" + path + "' is not a regular file");
+}
+
 // Temporary files `<path>.tmp-<pid>-<hex>` whose writer process is gone (killed with SIGKILL, or the machine
 // stopped): nothing will finish or remove them, so the next writer of the same path does.
 void remove_stale_temporaries(const std::string& path) {
@@ -1264,9 +1271,7 @@ struct CacheReader::Impl {
 void CacheReader::Impl::add_shard(const std::string& path) {
   Lock lock(h5_mutex());
   silence_hdf5();
-  if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
-  // HDF5 and the index reader would wait forever on a FIFO, and read nothing useful from a device.
-  if (!fs::is_regular_file(path)) throw std::runtime_error("cache '" + path + "' is not a regular file");
+  require_cache_file(path);
   const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   H5Eclear2(H5E_DEFAULT);
   if (is_hdf5 <= 0) throw std::runtime_error("'" + path + "' is not an HDF5 file");
@@ -1458,9 +1463,7 @@ std::unique_ptr<CacheReader> CacheReader::open(const std::string& path, const Re
   if (options.read_threads < 0)
     throw std::invalid_argument("ReadOptions::read_threads must not be negative, got " +
                                 std::to_string(options.read_threads));
-  if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
-  // HDF5 and the index reader would wait forever on a FIFO, and read nothing useful from a device.
-  if (!fs::is_regular_file(path)) throw std::runtime_error("cache '" + path + "' is not a regular file");
+  require_cache_file(path);
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   // Past ~8 threads, copies out of the page cache are bound by memory bandwidth, and the caller's other

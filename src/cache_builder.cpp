@@ -13,9 +13,6 @@
 #include "tensors.h"
 
 namespace deformer {
-namespace {
-
-}  // namespace
 
 std::string tokenizer_hash(const Model& model) {
   const auto& c = model.config();
@@ -102,18 +99,23 @@ struct CacheBuilder::Impl {
   }
 };
 
+cache::CacheMetadata build_metadata(const Model& model, const CacheBuildOptions& options) {
+  const auto& c = model.config();
+  auto metadata = expected_cache_metadata(model, options.k);
+  engine::check_split(model, metadata.k);
+  metadata.window_stride = options.window_stride == 0 ? c.window_stride : options.window_stride;
+  document_windows(1, c.document_block - 1, metadata.window_stride);  // validates the stride up front
+  metadata.state_dtype = options.dtype;
+  return metadata;
+}
+
 CacheBuilder::CacheBuilder(std::shared_ptr<const Model> model, const std::string& path, CacheBuildOptions options)
     : impl_(std::make_unique<Impl>()) {
   if (!model) throw std::invalid_argument("CacheBuilder needs a model");
   if (options.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
-  const auto& c = model->config();
-  impl_->k = resolve_split(model->config(), options.k);
-  engine::check_split(*model, impl_->k);
-  if (options.window_stride == 0) options.window_stride = c.window_stride;
-  document_windows(1, c.document_block - 1, options.window_stride);  // validates the stride up front
-  auto metadata = expected_cache_metadata(*model, impl_->k);
-  metadata.window_stride = options.window_stride;
-  metadata.state_dtype = options.dtype;
+  const auto metadata = build_metadata(*model, options);
+  impl_->k = metadata.k;
+  options.window_stride = metadata.window_stride;
   impl_->tokenizer = make_tokenizer(*model);
   impl_->model = std::move(model);
   impl_->options = options;

@@ -30,6 +30,10 @@ struct CacheBuildOptions {
 // The metadata a cache made by `model` at split k must carry; CacheReader::open(path, expected) refuses others.
 cache::CacheMetadata expected_cache_metadata(const Model& model, int k);
 
+// The metadata a CacheBuilder with these options writes (k and window stride resolved as the builder does); a
+// complete cache with other metadata was built otherwise. Throws as the CacheBuilder constructor does.
+cache::CacheMetadata build_metadata(const Model& model, const CacheBuildOptions& options);
+
 // Identifies the tokenizer (vocabulary and case handling) that produced a cache's tokens and offsets.
 std::string tokenizer_hash(const Model& model);
 

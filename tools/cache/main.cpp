@@ -106,13 +106,13 @@ struct BuildArgs {
 // k or tokenizer, another window stride or storage dtype. (Changed document texts are not detected yet.)
 std::string built_otherwise(const std::string& path, const Model& model, const CacheBuildOptions& options) {
   try {
-    auto reader = cache::CacheReader::open(path, expected_cache_metadata(model, options.k));
-    const auto& m = reader->metadata();
-    const int stride = options.window_stride > 0 ? options.window_stride : model.config().window_stride;
-    if (m.window_stride != stride)
-      return "window stride " + std::to_string(m.window_stride) + ", expected " + std::to_string(stride);
-    if (m.state_dtype != options.dtype)
-      return std::string("state dtype ") + cache::to_string(m.state_dtype) + ", expected " + cache::to_string(options.dtype);
+    const auto want = build_metadata(model, options);
+    const auto have = cache::CacheReader::open(path, want)->metadata();  // refuses another model, k or tokenizer
+    if (have.window_stride != want.window_stride)
+      return "window stride " + std::to_string(have.window_stride) + ", expected " + std::to_string(want.window_stride);
+    if (have.state_dtype != want.state_dtype)
+      return std::string("state dtype ") + cache::to_string(have.state_dtype) + ", expected " +
+             cache::to_string(want.state_dtype);
     return "";
   } catch (const std::runtime_error& e) {
     return e.what();

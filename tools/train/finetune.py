@@ -51,32 +51,30 @@ def deformer_forward(model, ids, types, positions, mask, split_at: int, k: int, 
     return model.qa_logits(hidden), states
 
 
-def forward(model, rows, index, device, layout: str, k: int, collect=False):
+def row_inputs(rows, index, device):
+    """(ids, types, positions, mask) of the rows at `index`, on the device."""
     take = lambda t: t[index].to(device, non_blocking=True)
-    ids, types, positions, mask = (take(rows.input_ids), take(rows.token_type_ids), take(rows.position_ids),
-                                   take(rows.attention_mask))
-    if layout == "full":
-        logits, states = full_forward(model, ids, types, positions, mask)
-    else:
-        logits, states = deformer_forward(model, ids, types, positions, mask, rows.split_at, k, collect)
-    return logits, states, mask
+    return take(rows.input_ids), take(rows.token_type_ids), take(rows.position_ids), take(rows.attention_mask)
 
 
-def teacher_inputs(rows, index, device, teacher_layout: str):
-    """The teacher's view of the same (question, window) pairs: the student's own rows for a k=0 teacher (the
-    paper's), or the pairs re-laid in the full layout, with where each student position sits there."""
-    if teacher_layout == "deformer":
-        take = lambda t: t[index].to(device, non_blocking=True)
-        return (take(rows.input_ids), take(rows.token_type_ids), take(rows.position_ids),
-                take(rows.attention_mask)), None
+def full_layout_inputs(rows, index, device):
+    """The same pairs re-laid in the full layout, and where each deformer-layout position sits there."""
     t = {name: v[index].to(device, non_blocking=True) for name, v in rows.teacher_rows.items()}
     return (t["input_ids"], t["token_type_ids"], t["position_ids"], t["attention_mask"]), t["map"]
 
 
-def distillation(student_logits, student_states, mask, teacher, rows, index, device, k, temperature,
+def forward(model, rows, inputs, layout: str, k: int, collect=False):
+    if layout == "full":
+        return full_forward(model, *inputs)
+    return deformer_forward(model, *inputs, rows.split_at, k, collect)
+
+
+def distillation(student_logits, student_states, student_inputs, teacher, rows, index, device, k, temperature,
                  teacher_layout="deformer"):
-    """(KD, LRS) against the teacher run on the same (question, window) pairs."""
-    inputs, where = teacher_inputs(rows, index, device, teacher_layout)
+    """(KD, LRS) against the teacher run on the same (question, window) pairs: on the student's own rows for a
+    k=0 teacher (the paper's), or on the pairs re-laid in the full layout."""
+    mask = student_inputs[3]
+    inputs, where = (student_inputs, None) if teacher_layout == "deformer" else full_layout_inputs(rows, index, device)
     with torch.no_grad():
         t_logits, t_states = full_forward(teacher, *inputs, collect_from=k)
     align = (lambda t: t) if where is None else \
@@ -107,7 +105,7 @@ def fit_to_budget(total: int, done: int, seconds: float, seconds_left: float, lo
 
 def full_layout_loss(model, rows, index, labels, device):
     """Cross-entropy of the same pairs in the full layout (the deformer labels moved to their full positions)."""
-    inputs, where = teacher_inputs(rows, index, device, "full")
+    inputs, where = full_layout_inputs(rows, index, device)
     logits, _ = full_forward(model, *inputs)
     full_labels = torch.gather(where, 1, labels)
     return sum(torch.nn.functional.cross_entropy(masked_logits(logits[:, :, side], inputs[3]), full_labels[:, side])
@@ -147,7 +145,7 @@ def evaluate(model, squad, texts, rows, device, layout, k, batch_size=512):
     with torch.no_grad(), autocast(device):
         for first in range(0, len(rows.question), batch_size):
             index = torch.arange(first, min(first + batch_size, len(rows.question)))
-            logits, _, _ = forward(model, rows, index, device, layout, k)
+            logits, _ = forward(model, rows, row_inputs(rows, index, device), layout, k)
             starts.append(logits[:, :, 0].float().cpu())
             ends.append(logits[:, :, 1].float().cpu())
     model.train()
@@ -289,13 +287,15 @@ def main(argv=None) -> int:
             for group in opt.param_groups:
                 group["lr"] = args.lr * warmup_linear(step, total, max(1, int(total * args.warmup_fraction)))
             with autocast(device):
-                logits, states, mask = forward(model, rows, index, device, args.layout, args.k, collect=distil)
+                inputs = row_inputs(rows, index, device)
+                mask = inputs[3]
+                logits, states = forward(model, rows, inputs, args.layout, args.k, collect=distil)
                 labels = rows.labels[index].to(device)
                 ce = sum(torch.nn.functional.cross_entropy(masked_logits(logits[:, :, side], mask), labels[:, side])
                          for side in range(2)) / 2
                 loss = args.gamma * ce
                 if distil:
-                    kd, lrs = distillation(logits, states, mask, teacher, rows, index, device, args.k,
+                    kd, lrs = distillation(logits, states, inputs, teacher, rows, index, device, args.k,
                                            args.temperature, args.teacher_layout)
                     loss = loss + args.alpha * kd + args.beta * lrs
                 if args.also_full > 0:
