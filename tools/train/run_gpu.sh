@@ -7,7 +7,10 @@
 #                                           # zero-shot rows (the baseline split at k, no training)
 #   STAGE=distil KSTAR=4 tools/train/run_gpu.sh   # KD + LRS at each k from the k=0 teacher; loss-weight search at KSTAR
 # Runs are seeded (SEED, default 1) and resumable: a run whose predictions exist is skipped. Runs of a stage go
-# side by side on the one GPU (a 6-layer, 384-wide model leaves most of an H200 idle).
+# side by side on the one GPU (a 6-layer, 384-wide model leaves most of an H200 idle at batch 128).
+# LAYERS=8 grows the base to 8 layers first (train.base_model --layers) and trains from that; FULL=0 leaves out the
+# full-layout baseline; SEARCH lists the loss-weight variants at KSTAR (default all; "" none); BRING names
+# checkpoints to bring back, "best" the distilled one with the best dev F1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${T:-.train/minilm}
@@ -16,6 +19,12 @@ SEED=${SEED:-1}
 KS=${KS:-"2 3 4 5"}
 mkdir -p "$OUT" "$T/predictions" "$T/logs"
 export PYTHONPATH=$PWD/tools PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+BASE=$T/base
+if [ -n "${LAYERS:-}" ]; then
+  BASE=$T/base$LAYERS
+  [ -d "$BASE" ] || { cp -r "$T/base" "$BASE.tmp" && python3 -m train.base_model --out "$BASE.tmp" --layers "$LAYERS" \
+                      && mv "$BASE.tmp" "$BASE"; }
+fi
 # The paper's recipe (StonyBrookNLP/deformer config/ebert_qa.ini): 3 epochs, lr 5e-5, batch 32, warm-up 0.15.
 # BATCH and LR change it where the device time is short (batch 32 keeps an H200 mostly idle).
 recipe=(--train $T/squad-train.pt.xz --dev $T/squad-dev.pt.xz --dev-json $T/dev-v1.1.json.zip --seed "$SEED"
@@ -66,18 +75,18 @@ pids=()
 case "${STAGE:?set STAGE}" in
 finetune)
   # Training rows are built once per layout, before the runs that share them start.
-  run prepare-full --init $T/base --layout full --prepare-only
-  run prepare-deformer --init $T/base --layout deformer --prepare-only
+  [ "${FULL:-1}" = 0 ] || run prepare-full --init $BASE --layout full --prepare-only
+  run prepare-deformer --init $BASE --layout deformer --prepare-only
   finish
   rm -f $T/predictions/prepare-*.json
-  run full --init $T/base --layout full --out $T/full
-  run teacher-k0 --init $T/base --layout deformer --k 0 --out $T/teacher-k0
+  [ "${FULL:-1}" = 0 ] || run full --init $BASE --layout full --out $T/full
+  run teacher-k0 --init $BASE --layout deformer --k 0 --out $T/teacher-k0
   for k in $KS; do
-    run plain-k$k --init $T/base --layout deformer --k $k --out $T/plain-k$k
+    run plain-k$k --init $BASE --layout deformer --k $k --out $T/plain-k$k
   done
   finish
   for k in $KS; do
-    run zero-shot-k$k --init $T/full --layout deformer --k $k --epochs 0
+    [ "${FULL:-1}" = 0 ] || run zero-shot-k$k --init $T/full --layout deformer --k $k --epochs 0
     run zero-shot-teacher-k$k --init $T/teacher-k0 --layout deformer --k $k --epochs 0
   done
   finish
@@ -89,17 +98,32 @@ distil)
     run kd-k$k --init $T/teacher-k0 --layout deformer --k $k "${kd[@]}" --alpha 1 --beta 1 --gamma 1 --out $T/kd-k$k
   done
   K=${KSTAR:?set KSTAR, the chosen k}
-  if [ "${SEARCH:-1}" = 0 ]; then finish; for name in ${BRING:-}; do bring_back "$name"; done; exit 0; fi
-  run prepare-both --init $T/base --layout deformer --also-full 1 --prepare-only
   # A small search over the loss weights (the paper tunes them over [0.1, 2]) and the two student inits.
-  run kd-k$K-a2 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 2 --beta 1 --gamma 1 --out $T/kd-k$K-a2
-  run kd-k$K-a0.5 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 0.5 --beta 1 --gamma 1 --out $T/kd-k$K-a0.5
-  run kd-k$K-b0.1 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 1 --beta 0.1 --gamma 1 --out $T/kd-k$K-b0.1
-  run kd-k$K-b2 --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 1 --beta 2 --gamma 1 --out $T/kd-k$K-b2
-  run kd-k$K-lower --init $T/teacher-k0 --lower-from $T/base --layout deformer --k $K "${kd[@]}" --alpha 1 --beta 1 \
-    --gamma 1 --out $T/kd-k$K-lower
-  run kd-k$K-both --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" --alpha 1 --beta 1 --gamma 1 --also-full 1 \
-    --out $T/kd-k$K-both
-  finish ;;
+  variants=${SEARCH-a2 a0.5 b0.1 b2 lower both}
+  if [[ " $variants " == *" both "* ]]; then
+    run prepare-both --init $BASE --layout deformer --also-full 1 --prepare-only; finish
+    rm -f $T/predictions/prepare-both.json
+  fi
+  for variant in $variants; do
+    case $variant in
+      a2|a0.5) weights=(--alpha "${variant#a}" --beta 1 --gamma 1) ;;
+      b2|b0.1) weights=(--alpha 1 --beta "${variant#b}" --gamma 1) ;;
+      lower) weights=(--alpha 1 --beta 1 --gamma 1 --lower-from $BASE) ;;
+      both) weights=(--alpha 1 --beta 1 --gamma 1 --also-full 1) ;;
+      *) echo "unknown SEARCH variant $variant" >&2; exit 2 ;;
+    esac
+    run kd-k$K-$variant --init $T/teacher-k0 --layout deformer --k $K "${kd[@]}" "${weights[@]}" --out $T/kd-k$K-$variant
+  done
+  finish
+  for name in ${BRING:-}; do
+    if [ "$name" = best ]; then  # the distilled run with the best dev F1
+      name=$(python3 -c 'import glob, json, os, sys
+runs = {os.path.basename(p)[:-len(".json.meta.json")]: json.load(open(p))["quick_f1"]
+        for p in glob.glob(sys.argv[1] + "/kd-*.json.meta.json")}
+print(max(runs, key=runs.get))' "$T/predictions")
+      echo "best distilled run: $name"
+    fi
+    bring_back "$name"
+  done ;;
 *) echo "unknown STAGE $STAGE" >&2; exit 2 ;;
 esac
