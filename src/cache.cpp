@@ -1,13 +1,13 @@
 #include "deformer/cache.h"
 
 #include "cache_codec.h"
+#include "temporary_file.h"
 
 #include <fcntl.h>
 #include <hdf5.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,7 +22,6 @@
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -518,46 +517,11 @@ int64_t count_code_points(const std::string& text) {
   return n;
 }
 
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
 // A cache (shard or index) must be a regular file: HDF5 and the index reader would wait forever on a FIFO, and
 // read nothing useful from a device.
 void require_cache_file(const std::string& path) {
   if (!fs::exists(path)) throw std::runtime_error("cache '" + path + "' does not exist");
   if (!fs::is_regular_file(path)) throw std::runtime_error("cache '" + path + "' is not a regular file");
-}
-
-// Temporary files `<path>.tmp-<pid>-<hex>` whose writer process is gone (killed with SIGKILL, or the machine
-// stopped): nothing will finish or remove them, so the next writer of the same path does.
-void remove_stale_temporaries(const std::string& path) {
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const std::string prefix = target.filename().string() + ".tmp-";
-  std::error_code error;
-  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
-    const std::string name = it->path().filename().string();
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string rest = name.substr(prefix.size());
-    const size_t dash = rest.find('-');
-    if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789") != dash) continue;
-    const long pid = std::stol(rest.substr(0, dash));
-    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
-      std::error_code ignored;
-      fs::remove(it->path(), ignored);
-    }
-  }
-}
-
-std::string temporary_name(const std::string& path) {
-  std::random_device device;
-  std::ostringstream name;
-  name << path << ".tmp-" << ::getpid() << "-" << std::hex << device();
-  return name.str();
 }
 
 }  // namespace
@@ -684,8 +648,8 @@ std::unique_ptr<CacheWriter> CacheWriter::create(const std::string& path, const 
   impl->metadata = metadata;
   impl->options = options;
   impl->path = path;
-  remove_stale_temporaries(path);
-  impl->temporary = temporary_name(path);
+  deformer::detail::remove_stale_temporaries(path);
+  impl->temporary = deformer::detail::temporary_name(path);
   std::unique_ptr<CacheWriter> writer(new CacheWriter(std::move(impl)));  // removes the temporary on throw
   Impl& w = *writer->impl_;
 
@@ -829,12 +793,12 @@ void CacheWriter::commit() {
     w.close_all();
   }
   // Data reaches the disk before the name does, so a crash never leaves a complete-looking partial file.
-  fsync_path(w.temporary);
+  deformer::detail::sync_path(w.temporary);
   std::error_code error;
   fs::rename(w.temporary, w.path, error);
   if (error) throw std::runtime_error("cannot rename '" + w.temporary + "' to '" + w.path + "': " + error.message());
   w.committed = true;
-  fsync_path(fs::absolute(w.path).parent_path().string());
+  deformer::detail::sync_path(fs::absolute(w.path).parent_path().string());
 }
 
 const CacheMetadata& CacheWriter::metadata() const { return impl_->metadata; }
@@ -1689,8 +1653,8 @@ void merge_shards(const std::string& index_path, const std::vector<std::string>&
     if (looks_like_index(shard)) throw std::invalid_argument("'" + shard + "' is an index, not a shard file");
     index["shards"].push_back(fs::absolute(shard).lexically_relative(directory).string());
   }
-  remove_stale_temporaries(index_path);
-  const std::string temporary = temporary_name(index_path);
+  deformer::detail::remove_stale_temporaries(index_path);
+  const std::string temporary = deformer::detail::temporary_name(index_path);
   {
     std::ofstream out(temporary);
     out << index.dump(2) << "\n";

@@ -9,6 +9,7 @@
 
 #include "deformer/engine.h"
 #include "deformer/layout.h"
+#include "deformer/retrieval.h"
 #include "document.h"
 #include "tensors.h"
 
@@ -47,6 +48,7 @@ struct CacheBuilder::Impl {
   CacheBuildOptions options;
   int k = 0;
   std::unique_ptr<cache::CacheWriter> writer;
+  std::unique_ptr<retrieval::TextIndexWriter> text_index;  // null when CacheBuildOptions::text_index is off
   std::unordered_set<std::string> ids;
   // Documents waiting for their states; a deque keeps PreparedDocument::source pointers valid.
   std::deque<Document> queued_sources;
@@ -89,6 +91,7 @@ struct CacheBuilder::Impl {
       const auto& words = queued[d].tokens.word_of_token;
       writer->add_document(queued[d].source->id, queued[d].source->text, offsets, ws,
                            std::vector<int32_t>(words.begin(), words.end()));
+      if (text_index) text_index->add(queued[d].source->id, queued[d].source->title, queued[d].source->text);
       ++documents;
       windows += ws.size();
     }
@@ -120,6 +123,7 @@ CacheBuilder::CacheBuilder(std::shared_ptr<const Model> model, const std::string
   impl_->model = std::move(model);
   impl_->options = options;
   impl_->writer = cache::CacheWriter::create(path, metadata, options.writer);
+  if (options.text_index) impl_->text_index = retrieval::TextIndexWriter::create(retrieval::index_path(path));
 }
 
 CacheBuilder::~CacheBuilder() = default;
@@ -144,7 +148,10 @@ void CacheBuilder::flush() { impl_->flush(); }
 
 void CacheBuilder::commit() {
   impl_->flush();
+  // The cache first: it holds the expensive work. An index left stale by a crash between the two renames is
+  // refused when opened against the cache (its documents' fingerprint differs).
   impl_->writer->commit();
+  if (impl_->text_index) impl_->text_index->commit();
 }
 
 int64_t CacheBuilder::documents() const { return impl_->documents; }

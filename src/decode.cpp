@@ -81,7 +81,7 @@ std::vector<Span> merge_and_cut(std::vector<Span> spans, size_t limit) {
     auto key = s.null ? std::pair<int64_t, int64_t>{-1, -1} : std::pair{s.start, s.end};
     auto [it, inserted] = seen.emplace(key, merged.size());
     if (inserted) merged.push_back(s);
-    else merged[it->second].score = std::max(merged[it->second].score, s.score);
+    else if (s.score > merged[it->second].score) merged[it->second] = s;
   }
   std::stable_sort(merged.begin(), merged.end(), [](const Span& a, const Span& b) { return a.score > b.score; });
   if (merged.size() > limit) merged.resize(limit);
@@ -92,19 +92,23 @@ std::vector<Span> decode_pipeline(const std::vector<WindowScores>& windows, cons
                                   const DecodeOptions& o) {
   const auto words = word_spans(document);
   std::vector<Span> spans;
-  double null_score = std::numeric_limits<double>::infinity();
+  double null_score = std::numeric_limits<double>::infinity(), null_logits = 0;
   for (const auto& w : windows) {
     auto ps = softmax(w.start_logits, w);
     auto pe = softmax(w.end_logits, w);
-    null_score = std::min(null_score, ps[w.null_position] * pe[w.null_position]);
+    if (ps[w.null_position] * pe[w.null_position] < null_score) {
+      null_score = ps[w.null_position] * pe[w.null_position];
+      null_logits = double(w.start_logits[w.null_position]) + w.end_logits[w.null_position];
+    }
     ps[w.null_position] = pe[w.null_position] = 0.0;
     for (const auto& t : best_spans(ps, pe, w, o.top_k, o.max_answer_len)) {
       const auto& first = words[document.word_of_token[w.context_token[t.start]]];
       const auto& last = words[document.word_of_token[w.context_token[t.end]]];
-      spans.push_back({t.score, first.first, last.second, false});
+      spans.push_back({t.score, first.first, last.second, false,
+                       double(w.start_logits[t.start]) + w.end_logits[t.end]});
     }
   }
-  if (o.handle_impossible_answer && !windows.empty()) spans.push_back({null_score, 0, 0, true});
+  if (o.handle_impossible_answer && !windows.empty()) spans.push_back({null_score, 0, 0, true, null_logits});
   return merge_and_cut(std::move(spans), o.top_k);
 }
 
@@ -141,12 +145,13 @@ std::vector<Span> decode_squad(const std::vector<WindowScores>& windows, const T
         // same as keeping the n_best_size best in arrival order, a later candidate losing ties.
         keep_best(spans,
                   Span{double(w.start_logits[s]) + w.end_logits[e], document.offsets[w.context_token[s]].first,
-                       document.offsets[w.context_token[e]].second, false},
+                       document.offsets[w.context_token[e]].second, false,
+                       double(w.start_logits[s]) + w.end_logits[e]},
                   o.n_best_size, higher_score);
       }
   }
   if (o.version_2_with_negative && !windows.empty()) {
-    const Span null{null_score, 0, 0, true};
+    const Span null{null_score, 0, 0, true, null_score};
     if (spans.empty() || null_score - spans.front().score > o.null_threshold) spans.insert(spans.begin(), null);
   }
   if (spans.size() > static_cast<size_t>(o.top_k)) spans.resize(o.top_k);

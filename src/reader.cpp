@@ -74,6 +74,7 @@ std::vector<Answer> pool_answers(std::vector<WindowOutput>& outputs, const std::
   for (const auto& [span, d] : pooled) {
     Answer a;
     a.score = span.score;
+    a.logits = span.logits;
     if (!span.null) {
       a.start = span.start;
       a.end = span.end;
@@ -130,9 +131,9 @@ std::vector<std::vector<Answer>> Reader::ask(const std::vector<std::string>& que
   check_cache(cache);
   std::vector<Document> documents;
   if (doc_ids.empty()) {
-    for (int64_t i = 0; i < cache.num_documents(); ++i) documents.push_back({cache.document(i).id, cache.document_text(i)});
+    for (int64_t i = 0; i < cache.num_documents(); ++i) documents.push_back({cache.document(i).id, cache.document_text(i), ""});
   } else {
-    for (const auto& id : doc_ids) documents.push_back({id, cache.document_text(cache.find(id))});
+    for (const auto& id : doc_ids) documents.push_back({id, cache.document_text(cache.find(id)), ""});
   }
   return answer(questions, documents, &cache);
 }
@@ -180,11 +181,11 @@ std::vector<Document> named_documents(const std::vector<Query>& queries, const c
   for (const auto& q : queries) {
     every = every || q.doc_ids.empty();
     for (const auto& id : q.doc_ids)
-      if (named.insert(id).second) documents.push_back({id, cache.document_text(cache.find(id))});
+      if (named.insert(id).second) documents.push_back({id, cache.document_text(cache.find(id)), ""});
   }
   if (every) {
     documents.clear();
-    for (int64_t i = 0; i < cache.num_documents(); ++i) documents.push_back({cache.document(i).id, cache.document_text(i)});
+    for (int64_t i = 0; i < cache.num_documents(); ++i) documents.push_back({cache.document(i).id, cache.document_text(i), ""});
   }
   return documents;
 }

@@ -61,6 +61,7 @@ deformer_add_test(xlnet_test xlnet_test.cpp LIBS HDF5::HDF5)
 add_dependencies(xlnet_test fixtures)
 deformer_add_test(decode_test decode_test.cpp)
 deformer_add_test(reader_test reader_test.cpp)
+deformer_add_test(retrieval_test retrieval_test.cpp)
 add_dependencies(reader_test fixtures)
 
 # The score command end to end on a real leaderboard file (EXPECTED_SCORES.md).
@@ -164,6 +165,8 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
   set_tests_properties(cli_cache_interrupted_last_batch PROPERTIES PASS_REGULAR_EXPRESSION "stopped in the last batch")
   cli_test(cache_shards_and_merge 0 "documents: 4" ${CLI_DIR}/shards.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/shards)
+  cli_test(retrieve_then_read 0 "retrieval: ok" ${CLI_DIR}/retrieval.sh ${CACHE_TOOL} ${QA} ${OWN_MODEL}
+           ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/retrieval)
   if(EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
     add_test(NAME cli_cache_interrupted COMMAND ${CLI_DIR}/interrupt.sh ${CACHE_TOOL} ${FIXTURES}/tiny-real-vocab.pt
              ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json ${CACHE_WORK}/interrupt)

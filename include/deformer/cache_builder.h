@@ -1,11 +1,12 @@
 #pragma once
 // Building a document cache from a model (DESIGN.md section 4): tokenize, window, run layers 0..k-1 on each
-// document window, store the layer-k states. No torch types here.
+// document window, store the layer-k states, and index the texts for retrieval (deformer/retrieval.h). No torch
+// types here.
 //
 //   auto model = deformer::Model::load("model.pt");
 //   deformer::CacheBuilder builder(model, "corpus.h5", {});   // k = the model's trained split, fp32 storage
 //   builder.add({"doc-1", text});                              // batched internally across documents
-//   builder.commit();                                          // the file appears under its name only now
+//   builder.commit();                                          // corpus.h5 and corpus.h5.bm25 appear only now
 //
 // Thread safety: a CacheBuilder is used by one thread.
 
@@ -25,6 +26,7 @@ struct CacheBuildOptions {
   cache::StateDType dtype = cache::StateDType::kFloat32;  // storage dtype of the states
   int batch_size = 32;                                // windows per forward pass
   cache::WriterOptions writer;                        // HDF5 chunking and compression
+  bool text_index = true;                             // also write the BM25 index <path>.bm25 (deformer/retrieval.h)
 };
 
 // The metadata a cache made by `model` at split k must carry; CacheReader::open(path, expected) refuses others.

@@ -13,6 +13,7 @@
 //    start[null] + end[null]; the null answer wins when null - best > null_threshold.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,10 +52,12 @@ struct TokenizedDocument {
 
 struct Answer {
   std::string answer;   // the text between start and end
-  double score = 0;     // probability (pipeline) or logit sum (squad)
+  double score = 0;     // probability (pipeline) or logit sum (squad); retrieval: the combined score
   int64_t start = 0;    // character offsets into the document text, code points
   int64_t end = 0;
   std::string doc;      // document id
+  double logits = 0;    // the span's start + end logits: unlike a probability, comparable across documents
+  std::optional<double> retrieval_score;  // BM25 of the document, when it was retrieved (deformer/retrieval.h)
 };
 
 // A document answer candidate before text extraction.
@@ -63,6 +66,7 @@ struct Span {
   int64_t start = 0;  // characters
   int64_t end = 0;
   bool null = false;
+  double logits = 0;  // start + end logits
 };
 
 // Decodes one document's windows into candidate spans (null included when allowed), best first, merged

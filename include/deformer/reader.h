@@ -56,7 +56,8 @@ struct ReaderOptions {
 
 struct Document {
   std::string id;
-  std::string text;  // UTF-8
+  std::string text;   // UTF-8
+  std::string title;  // optional; a cache's retrieval index searches and lists it
 };
 
 // One question of a batch of independent questions, over the documents it names.

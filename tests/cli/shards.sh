@@ -26,5 +26,8 @@ rm -f "$shard0.tmp-$$-live"
   | grep "was built otherwise (state dtype fp16, expected fp32): rebuilding"
 SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=2 "$cache" build --model "$model" --input "$input" --out "$work/sharded.h5" \
   | grep "shard 1 of 2"
-"$cache" merge --out "$work/sharded.json" "$work/sharded-00000-of-00002.h5" "$work/sharded-00001-of-00002.h5"
+"$cache" merge --out "$work/sharded.json" "$work/sharded-00000-of-00002.h5" "$work/sharded-00001-of-00002.h5" \
+  | grep "wrote $work/sharded.json.bm25"
+# The shards' retrieval indexes are merged into one over the four documents.
+[ "$("$cache" info "$work/sharded.json" --list | wc -l)" = 4 ] || { echo "FAIL: merged index"; exit 1; }
 "$cache" info "$work/sharded.json"

@@ -14,6 +14,7 @@
 
 #include "deformer/cache.h"
 #include "deformer/cache_builder.h"
+#include "deformer/retrieval.h"
 #include "deformer/squad.h"
 #include "deformer/version.h"
 #include "options.h"
@@ -30,8 +31,9 @@ struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted: no cache was written (a previous file at the output path is untouched)") {}
 };
 
-// The documents of an input: a SQuAD JSON file (one document per paragraph), a JSONL file of {"id", "text"},
-// a directory of .txt files (id = file name), or "-" for JSONL on stdin. `total` is -1 when unknown.
+// The documents of an input: a SQuAD JSON file (one document per paragraph, titled by its article), a JSONL file
+// of {"id", "text", "title"?}, a directory of .txt files (id = file name, title = its stem), or "-" for JSONL on
+// stdin. `total` is -1 when unknown.
 struct Input {
   int64_t total = -1;
   std::function<void(const std::function<void(Document&&)>&)> for_each;
@@ -41,7 +43,10 @@ void read_jsonl(std::istream& in, const std::string& name, const std::function<v
   for_each_json_line(in, name, [&](const nlohmann::json& j, const std::string& where) {
     if (!j.is_object() || !j.contains("id") || !j.contains("text") || !j["text"].is_string())
       throw std::invalid_argument(where + ": expected {\"id\": ..., \"text\": \"...\"}");
-    emit({j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump(), j["text"].get<std::string>()});
+    if (j.contains("title") && !j["title"].is_string())
+      throw std::invalid_argument(where + ": \"title\" must be a string");
+    emit({j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump(), j["text"].get<std::string>(),
+          j.value("title", std::string())});
   });
 }
 
@@ -60,7 +65,7 @@ Input open_input(const std::string& path) {
     if (files.empty()) throw std::runtime_error("input directory '" + path + "' has no .txt files");
     input.total = files.size();
     input.for_each = [files](const auto& emit) {
-      for (const auto& f : files) emit({f.filename().string(), read_file(f.string())});
+      for (const auto& f : files) emit({f.filename().string(), read_file(f.string()), f.stem().string()});
     };
     return input;
   }
@@ -74,7 +79,8 @@ Input open_input(const std::string& path) {
     input.for_each = [dataset](const auto& emit) {
       for (size_t a = 0; a < dataset->articles.size(); ++a)
         for (size_t p = 0; p < dataset->articles[a].paragraphs.size(); ++p)
-          emit({squad::paragraph_id(dataset->articles[a], a, p), dataset->articles[a].paragraphs[p].context});
+          emit({squad::paragraph_id(dataset->articles[a], a, p), dataset->articles[a].paragraphs[p].context,
+                dataset->articles[a].title});
     };
     return input;
   }
@@ -100,14 +106,18 @@ struct BuildArgs {
   int gzip = 0;
   int shard_index = -1;
   int num_shards = 0;
+  bool text_index = true;
 };
 
 // Why a complete cache at `path` does not hold what this build would write ("" when it does): another model,
-// k or tokenizer, another window stride or storage dtype. (Changed document texts are not detected yet.)
+// k or tokenizer, another window stride or storage dtype, or no retrieval index of its documents. (Changed
+// document texts are not detected yet.)
 std::string built_otherwise(const std::string& path, const Model& model, const CacheBuildOptions& options) {
   try {
     const auto want = build_metadata(model, options);
-    const auto have = cache::CacheReader::open(path, want)->metadata();  // refuses another model, k or tokenizer
+    const auto cache = cache::CacheReader::open(path, want);  // refuses another model, k or tokenizer
+    const auto& have = cache->metadata();
+    if (options.text_index) retrieval::TextIndex::open(retrieval::index_path(path), *cache);
     if (have.window_stride != want.window_stride)
       return "window stride " + std::to_string(have.window_stride) + ", expected " + std::to_string(want.window_stride);
     if (have.state_dtype != want.state_dtype)
@@ -131,7 +141,9 @@ void build(const BuildArgs& args) {
   options.dtype = cache::parse_state_dtype(args.dtype);
   options.batch_size = args.batch_size;
   options.writer.gzip_level = args.gzip;
+  options.text_index = args.text_index;
   refuse_output_over_inputs("--out", out, {args.input, args.model.model});
+  if (args.text_index) refuse_output_over_inputs("--out", retrieval::index_path(out), {args.input, args.model.model});
   auto input = open_input(args.input);  // before the model: input errors come first and fast
   auto model = load_model(args.model);
   if (shard.count > 1 && cache::is_complete(out)) {
@@ -174,6 +186,30 @@ void build(const BuildArgs& args) {
   std::cout << "wrote " << out << ": " << builder.documents() << " documents, " << builder.windows() << " windows, "
             << fs::file_size(out) << " bytes, k=" << builder.split_layer() << ", " << args.dtype << ", " << s << " s ("
             << builder.windows() / std::max(s, 1e-9) << " windows/s)" << std::endl;
+  if (args.text_index) std::cout << "wrote " << retrieval::index_path(out) << ": its BM25 retrieval index" << std::endl;
+}
+
+// The retrieval index beside a cache, opened against it; null (with the reason in `why`) when there is none or it
+// does not index the cache's documents.
+std::unique_ptr<retrieval::TextIndex> open_text_index(const std::string& path, const cache::CacheReader& cache,
+                                                      std::string& why) {
+  try {
+    return retrieval::TextIndex::open(retrieval::index_path(path), cache);
+  } catch (const std::runtime_error& e) {
+    why = e.what();
+    return nullptr;
+  }
+}
+
+// Merges the shards' retrieval indexes into one beside the merged cache index, so that BM25's statistics are the
+// whole corpus's; "" when written, else why not (a shard without an index leaves the merged cache without one).
+std::string merge_text_indexes(const std::string& out, const std::vector<std::string>& shards) {
+  for (const auto& shard : shards)
+    if (!fs::exists(retrieval::index_path(shard))) return "shard " + shard + " has no retrieval index";
+  auto writer = retrieval::TextIndexWriter::create(retrieval::index_path(out));
+  for (const auto& shard : shards) writer->add_all(retrieval::index_path(shard));
+  writer->commit();
+  return "";
 }
 
 nlohmann::json describe(const cache::CacheReader& r, const std::string& path) {
@@ -197,6 +233,28 @@ nlohmann::json describe(const cache::CacheReader& r, const std::string& path) {
           {"shards", r.num_shards()},
           {"direct_reads", r.direct_reads()},
           {"bytes", fs::file_size(path)}};
+}
+
+void print_info(const std::string& path, bool json, bool list) {
+  auto reader = cache::CacheReader::open(path);
+  auto facts = describe(*reader, path);
+  std::string why;
+  const auto index = open_text_index(path, *reader, why);
+  facts["retrieval_index"] = index ? nlohmann::json(retrieval::index_path(path)) : nlohmann::json(nullptr);
+  if (!index) facts["retrieval_index_missing"] = why;
+  if (!list) return print_facts(facts, json);
+  // --list: every document id with its title (from the index; the cache itself stores no titles)
+  std::vector<retrieval::DocumentTitle> documents;
+  if (index) documents = index->documents();
+  else
+    for (const auto& id : reader->document_ids()) documents.push_back({id, ""});
+  if (json) {
+    auto list_json = nlohmann::json::array();
+    for (const auto& d : documents) list_json.push_back({{"id", d.id}, {"title", d.title}});
+    std::cout << nlohmann::json{{"documents", list_json}}.dump() << "\n";
+    return;
+  }
+  for (const auto& d : documents) std::cout << d.id << "\t" << d.title << "\n";
 }
 
 }  // namespace
@@ -224,17 +282,17 @@ int main(int argc, char** argv) {
   b->add_option("--gzip", build_args.gzip, "gzip level 0-9 (0: raw; compression rarely pays for states)")->capture_default_str();
   b->add_option("--shard-index", build_args.shard_index, "this job's shard (default: SLURM_ARRAY_TASK_ID)");
   b->add_option("--num-shards", build_args.num_shards, "number of shards (default: SLURM_ARRAY_TASK_COUNT, else 1)");
+  b->add_flag("!--no-text-index", build_args.text_index,
+              "do not write the BM25 retrieval index <out>.bm25 (questions must then name their documents)");
   b->callback([&] { build(build_args); });
 
   std::string info_path;
-  bool info_json = false;
-  auto* i = app.add_subcommand("info", "Print a cache's metadata, counts and size");
+  bool info_json = false, info_list = false;
+  auto* i = app.add_subcommand("info", "Print a cache's metadata, counts and size, or list its documents");
   i->add_option("cache", info_path, "cache file or merged index")->required();
   i->add_flag("--json", info_json, "machine-readable output");
-  i->callback([&] {
-    auto reader = deformer::cache::CacheReader::open(info_path);
-    print_facts(describe(*reader, info_path), info_json);
-  });
+  i->add_flag("--list", info_list, "list the document ids (what `deformer-qa ask --doc` takes) with their titles");
+  i->callback([&] { print_info(info_path, info_json, info_list); });
 
   std::string merge_out;
   std::vector<std::string> merge_inputs;
@@ -243,8 +301,14 @@ int main(int argc, char** argv) {
   m->add_option("shards", merge_inputs, "shard cache files")->required();
   m->callback([&] {
     refuse_output_over_inputs("--out", merge_out, merge_inputs);
+    std::vector<std::string> inputs_and_indexes = merge_inputs;
+    for (const auto& shard : merge_inputs) inputs_and_indexes.push_back(deformer::retrieval::index_path(shard));
+    refuse_output_over_inputs("--out", deformer::retrieval::index_path(merge_out), inputs_and_indexes);
     deformer::cache::merge_shards(merge_out, merge_inputs);
     std::cout << "wrote " << merge_out << " over " << merge_inputs.size() << " shards" << std::endl;
+    const std::string why = merge_text_indexes(merge_out, merge_inputs);
+    if (why.empty()) std::cout << "wrote " << deformer::retrieval::index_path(merge_out) << ": their BM25 retrieval index" << std::endl;
+    else std::cerr << "deformer-cache: no retrieval index written: " << why << std::endl;
   });
 
   try {

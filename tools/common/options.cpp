@@ -67,7 +67,12 @@ ReaderOptions reader_options(const ReaderArgs& args) {
 }
 
 nlohmann::json to_json(const Answer& a) {
-  return {{"answer", a.answer}, {"score", a.score}, {"start", a.start}, {"end", a.end}, {"doc", a.doc}};
+  nlohmann::json j = {{"answer", a.answer}, {"score", a.score}, {"start", a.start}, {"end", a.end}, {"doc", a.doc}};
+  if (a.retrieval_score) {  // retrieve, then read: score combines these two
+    j["reader_logits"] = a.logits;
+    j["retrieval_score"] = *a.retrieval_score;
+  }
+  return j;
 }
 
 std::string brief(const std::string& message) {

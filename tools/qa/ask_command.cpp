@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "deformer/cache.h"
 #include "deformer/cache_builder.h"
+#include "deformer/retrieval.h"
 #include "options.h"
 
 namespace deformer::cli {
@@ -21,8 +22,38 @@ struct AskArgs {
   std::string questions;
   std::string cache;
   std::vector<std::string> docs;
+  retrieval::RetrievalOptions retrieval;
   bool timing = false;
 };
+
+// What a question over a cache is read against: the documents it names, else those the cache's retrieval index
+// finds for it, else (no index, or --retrieve 0) every cached document.
+struct CorpusSource {
+  const cache::CacheReader* cache = nullptr;
+  std::unique_ptr<retrieval::TextIndex> index;
+  retrieval::RetrievalOptions retrieval;
+
+  std::vector<Answer> ask(const Reader& reader, const std::string& question,
+                          const std::vector<std::string>& docs) const {
+    if (!docs.empty() || !index) return reader.ask({question}, *cache, docs).front();
+    return retrieval::retrieve_and_read(reader, *index, *cache, {question}, retrieval).front();
+  }
+};
+
+// The index beside `path`, unless retrieval is off; without one, questions are read against every document, which a
+// note says once (a large cache then takes long).
+std::unique_ptr<retrieval::TextIndex> open_index(const std::string& path, const cache::CacheReader& cache,
+                                                 bool retrieve, bool asked_for) {
+  if (!retrieve) return nullptr;
+  try {
+    return retrieval::TextIndex::open(retrieval::index_path(path), cache);
+  } catch (const std::runtime_error& e) {
+    if (asked_for) throw std::runtime_error(std::string("--retrieve needs the cache's retrieval index: ") + e.what());
+    std::cerr << "deformer-qa: " << e.what() << "\ndeformer-qa: reading all " << cache.num_documents()
+              << " cached documents instead (--doc chooses some)" << std::endl;
+    return nullptr;
+  }
+}
 
 // The cache opened for this reader: refused, naming the field, when another model, k or tokenizer made it.
 std::unique_ptr<cache::CacheReader> open_cache(const std::string& path, const Model& model, const Reader& reader) {
@@ -30,22 +61,25 @@ std::unique_ptr<cache::CacheReader> open_cache(const std::string& path, const Mo
   return cache::CacheReader::open(path, expected_cache_metadata(model, reader.split_layer()));
 }
 
-// One JSONL line of --questions: {"id", "question", "context"}, or {"id", "question", "doc"} with a cache.
-void answer_lines(const Reader& reader, const cache::CacheReader* cache, std::istream& in, const std::string& name) {
+// One JSONL line of --questions: {"id", "question", "context"}, or with a cache {"id", "question", "doc"?} (no
+// "doc": the documents retrieval finds).
+void answer_lines(const Reader& reader, const CorpusSource* corpus, std::istream& in, const std::string& name) {
   size_t number = 0;
   for_each_json_line(in, name, [&](const nlohmann::json& j, const std::string& where) {
     ++number;
     if (!j.is_object() || !j.contains("question") || !j["question"].is_string())
       throw std::invalid_argument(where + ": expected an object with a string \"question\"");
-    const bool cached = j.contains("doc") && j["doc"].is_string();
-    if (cached && !cache) throw std::invalid_argument(where + ": \"doc\" names a cached document: give --cache");
+    const bool named = j.contains("doc") && j["doc"].is_string();
+    if (named && !corpus) throw std::invalid_argument(where + ": \"doc\" names a cached document: give --cache");
+    const bool cached = named || (corpus && !j.contains("context"));
     if (!cached && (!j.contains("context") || !j["context"].is_string()))
-      throw std::invalid_argument(where + ": expected a string \"context\" or \"doc\"");
+      throw std::invalid_argument(where + ": expected a string \"context\"" + (corpus ? "" : " or \"doc\""));
     const std::string id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump()) : std::to_string(number);
     std::vector<Answer> answers;
     try {
       const std::string question = j["question"];
-      answers = cached ? reader.ask({question}, *cache, {j["doc"].get<std::string>()}).front()
+      answers = cached ? corpus->ask(reader, question, named ? std::vector<std::string>{j["doc"].get<std::string>()}
+                                                             : std::vector<std::string>{})
                        : reader.ask(question, {{id, j["context"].get<std::string>()}});
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(where + ": " + e.what());
@@ -69,32 +103,47 @@ void add_ask_command(CLI::App& app) {
   auto* file = cmd->add_option("--context-file", args->context_file, "a UTF-8 text file holding the document");
   auto* many = cmd->add_option("--questions", args->questions,
                                "JSONL of {\"id\", \"question\", \"context\"} ('-' for stdin); one output line each");
-  auto* cache = cmd->add_option("--cache", args->cache, "a cache from deformer-cache build (deformer mode; reads every "
-                                                      "document unless --doc is given: fine for small caches)");
+  auto* cache = cmd->add_option("--cache", args->cache, "a cache from deformer-cache build (deformer mode): without --doc, "
+                                                      "a question is read over the documents its retrieval index finds");
   cmd->add_option("--doc", args->docs, "cached document id(s) to read (with --cache)");
+  auto* retrieve = cmd->add_option("--retrieve", args->retrieval.documents,
+                                   "documents retrieved (BM25) and read per question over a cache; 0: read every "
+                                   "document")->capture_default_str();
+  cmd->add_option("--reader-weight", args->retrieval.reader_weight,
+                  "weight of the reader's logits against BM25 in the answers' ranking, in [0, 1]")->capture_default_str();
   ctx->excludes(file);
   many->excludes(ctx)->excludes(file);
   cache->excludes(ctx)->excludes(file);
   cmd->add_flag("--timing", args->timing, "print the time taken to stderr");
-  cmd->callback([args] {
+  cmd->callback([args, retrieve] {
     auto model = load_model(args->model);
     Reader reader(model, reader_options(args->reader));
     const auto cache = open_cache(args->cache, *model, reader);
     if (!args->docs.empty() && !cache) throw CLI::ValidationError("--doc", "--doc needs --cache");
+    if (retrieve->count() && !cache) throw CLI::ValidationError("--retrieve", "--retrieve needs --cache");
+    std::unique_ptr<CorpusSource> corpus;
+    if (cache) {
+      corpus = std::make_unique<CorpusSource>();
+      corpus->cache = cache.get();
+      corpus->retrieval = args->retrieval;
+      const bool retrieve_documents = args->retrieval.documents > 0;
+      if (retrieve_documents) retrieval::validate(args->retrieval);
+      if (args->docs.empty()) corpus->index = open_index(args->cache, *cache, retrieve_documents, retrieve->count() > 0);
+    }
     const auto begin = std::chrono::steady_clock::now();
     if (!args->questions.empty()) {
       if (args->questions == "-") {
-        answer_lines(reader, cache.get(), std::cin, "stdin");
+        answer_lines(reader, corpus.get(), std::cin, "stdin");
       } else {
         std::ifstream in(args->questions);
         if (!in) throw std::runtime_error("cannot read '" + args->questions + "'");
-        answer_lines(reader, cache.get(), in, args->questions);
+        answer_lines(reader, corpus.get(), in, args->questions);
       }
     } else if (cache) {
       if (args->question.empty()) throw CLI::ValidationError("--question", "give --question (or --questions FILE)");
-      const auto answers = reader.ask({args->question}, *cache, args->docs);
+      const auto answers = corpus->ask(reader, args->question, args->docs);
       if (cache->num_documents() == 0) std::cerr << "deformer-qa: the cache holds no documents: no answers" << std::endl;
-      for (const auto& a : answers.front()) std::cout << to_json(a).dump() << "\n";
+      for (const auto& a : answers) std::cout << to_json(a).dump() << "\n";
     } else {
       if (args->question.empty()) throw CLI::ValidationError("--question", "give --question (or --questions FILE)");
       Document doc;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "open_eval.h"
 #include "options.h"
 #include "deformer/cache.h"
 #include "deformer/cache_builder.h"
@@ -27,6 +28,8 @@ struct EvalArgs {
   int max_answer_length = 30;
   double null_threshold = 0.0;
   bool json = false;
+  bool open = false;
+  OpenEvalOptions open_options;
 };
 
 void write_json_atomically(const nlohmann::json& j, const std::string& path) {
@@ -59,6 +62,15 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--max-answer-length", args->max_answer_length, "longest answer in tokens")->capture_default_str();
   cmd->add_option("--null-threshold", args->null_threshold, "v2.0: answer empty when null - best exceeds this")->capture_default_str();
   cmd->add_flag("--json", args->json, "print the scores as JSON");
+  cmd->add_flag("--open", args->open, "open-corpus QA: each question over the documents the --cache's retrieval "
+                                      "index finds for it, not over its own paragraph; also reports recall@k");
+  cmd->add_option("--retrieve", args->open_options.documents, "--open: documents retrieved and read per question")
+      ->capture_default_str();
+  cmd->add_option("--reader-weight", args->open_options.reader_weights,
+                  "--open: weight(s) of the reader's logits against BM25; several are scored from the same reads")
+      ->capture_default_str();
+  cmd->add_option("--every", args->open_options.every, "--open: questions of every n-th paragraph only (a sample)")
+      ->capture_default_str();
   cmd->callback([args] {
     refuse_output_over_inputs("--out", args->out, {args->squad, args->model.model, args->cache});
     const auto dataset = squad::read_dataset(args->squad);
@@ -76,6 +88,19 @@ void add_eval_command(CLI::App& app) {
     std::unique_ptr<cache::CacheReader> cache;
     if (!args->cache.empty()) cache = cache::CacheReader::open(args->cache, expected_cache_metadata(*model, reader.split_layer()));
     if (args->resident && !cache) throw CLI::ValidationError("--resident", "--resident needs --cache");
+    if (args->open) {
+      if (!cache) throw CLI::ValidationError("--open", "--open needs --cache (a cache of the whole corpus)");
+      args->open_options.limit = args->limit;
+      squad::Predictions predictions;
+      const auto result = evaluate_open(reader, *cache, args->cache, dataset, args->open_options, predictions);
+      if (!args->out.empty()) {
+        nlohmann::json j = nlohmann::json::object();
+        for (const auto& [id, text] : predictions) j[id] = text;
+        write_json_atomically(j, args->out);
+      }
+      std::cout << result.dump(args->json ? -1 : 1) << std::endl;
+      return;
+    }
     std::unique_ptr<ResidentCache> resident;
     if (args->resident) resident = std::make_unique<ResidentCache>(*cache, model);
 
