@@ -59,6 +59,7 @@ nlohmann::json evaluate_open(const Reader& reader, const cache::CacheReader& cac
   const std::vector<int> depths = {1, 5, 20, 100};
   std::vector<size_t> found(depths.size(), 0);
   std::vector<squad::Predictions> predictions(o.reader_weights.size());
+  squad::Predictions oracle;  // each question over its own paragraph only: today's closed eval, on the same sample
   double retrieval_seconds = 0;
   const bool progress = isatty(fileno(stderr));
   const auto begin = std::chrono::steady_clock::now();
@@ -72,6 +73,9 @@ nlohmann::json evaluate_open(const Reader& reader, const cache::CacheReader& cac
     const auto hits = retrieval::retrieve(*index, questions, o.documents);
     retrieval_seconds += since(searched);
     const auto answers = retrieval::read_retrieved(reader, cache, questions, hits);
+    std::vector<Query> own;
+    for (size_t q = first_q; q < last_q; ++q) own.push_back({s.texts[q], {s.gold[q]}});
+    const auto own_answers = reader.ask(own, cache);
     for (size_t i = 0; i < questions.size(); ++i) {
       const size_t q = first_q + i;
       for (size_t d = 0; d < depths.size(); ++d)
@@ -80,6 +84,7 @@ nlohmann::json evaluate_open(const Reader& reader, const cache::CacheReader& cac
             ++found[d];
             break;
           }
+      oracle[s.ids[q]] = own_answers[i].empty() ? "" : own_answers[i].front().answer;
       for (size_t w = 0; w < o.reader_weights.size(); ++w) {
         const auto ranked = retrieval::rank_answers(answers[i], o.reader_weights[w], 1);
         predictions[w][s.ids[q]] = ranked.empty() ? "" : ranked.front().answer;
@@ -102,6 +107,8 @@ nlohmann::json evaluate_open(const Reader& reader, const cache::CacheReader& cac
   for (size_t d = 0; d < depths.size(); ++d)
     if (depths[d] <= o.documents) recall[std::to_string(depths[d])] = 100.0 * found[d] / std::max<size_t>(s.texts.size(), 1);
   result["recall"] = recall;
+  const auto closed = squad::evaluate(s.dataset, oracle);
+  result["oracle_paragraph"] = {{"exact_match", closed.overall.exact}, {"f1", closed.overall.f1}};
   result["by_reader_weight"] = nlohmann::json::array();
   for (size_t w = 0; w < o.reader_weights.size(); ++w) {
     const auto scored = squad::evaluate(s.dataset, predictions[w]);

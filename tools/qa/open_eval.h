@@ -20,7 +20,7 @@ struct OpenEvalOptions {
 
 // Answers the sampled questions of `dataset` over the cache at `cache_path` through its retrieval index and scores
 // them: {"questions", "recall": {"1", "5", "20"...}, "by_reader_weight": [{"reader_weight", "exact_match", "f1"}],
-// "seconds", "retrieval_seconds", ...}. `first` receives the predictions of the first reader weight.
+// "oracle_paragraph": {"exact_match", "f1"} (each question over its own paragraph), "seconds", ...}. `first` receives the predictions of the first reader weight.
 nlohmann::json evaluate_open(const Reader& reader, const cache::CacheReader& cache, const std::string& cache_path,
                              const squad::Dataset& dataset, const OpenEvalOptions& options, squad::Predictions& first);
 
