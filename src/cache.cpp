@@ -1650,6 +1650,9 @@ void merge_shards(const std::string& index_path, const std::vector<std::string>&
   index["library_version"] = version();
   index["shards"] = nlohmann::json::array();
   for (const auto& shard : shard_paths) {
+    std::error_code error;
+    if (fs::equivalent(index_path, shard, error))  // the rename would replace that shard's states by the index
+      throw std::invalid_argument("merge_shards: the index path '" + index_path + "' is the shard '" + shard + "'");
     if (looks_like_index(shard)) throw std::invalid_argument("'" + shard + "' is an index, not a shard file");
     index["shards"].push_back(fs::absolute(shard).lexically_relative(directory).string());
   }

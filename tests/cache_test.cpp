@@ -830,6 +830,12 @@ TEST_F(CacheTest, MergedShardsReadLikeOneFile) {
   EXPECT_NE(text.find("appears twice"), std::string::npos) << text;
   EXPECT_FALSE(fs::exists(path("bad.json")));
   EXPECT_FALSE(fs::exists(path("dup.json")));
+  // An index written over one of its shards would destroy that shard's states: refused, the shard intact.
+  const auto before = fs::file_size(shard_files[0]);
+  text = message_of([&] { merge_shards(shard_files[0], shard_files); });
+  EXPECT_NE(text.find("is the shard"), std::string::npos) << text;
+  EXPECT_EQ(fs::file_size(shard_files[0]), before);
+  EXPECT_TRUE(is_complete(shard_files[0]));
 }
 
 // Invariant 4 with the real engine: upper(lower(q), load(store(lower(d)))) == in-memory forward.
