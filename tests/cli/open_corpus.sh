@@ -2,7 +2,7 @@
 # open_corpus.sh DEFORMER_CACHE DEFORMER_QA MODEL DEV_JSON WORKDIR: open-corpus SQuAD in small (the CI variant of
 # issue 17's evaluation): the first two dev articles (103 paragraphs) as the corpus, the questions of every 10th
 # paragraph asked against all of it through the retrieval index, and the retriever's recall and the answers' EM
-# checked against floors well below what the bundled model reaches (tools/train/results/retrieval/README.md).
+# checked against floors well below what the bundled model reaches (benchmarks/results/open-squad/README.md).
 set -eu
 cache=$1 qa=$2 model=$3 dev=$4 work=$5
 mkdir -p "$work"
