@@ -2,6 +2,7 @@
 // SQuAD, as BERTserini and DrQA evaluate): EM/F1 for each reader weight, and the retriever's recall@k.
 #include "open_eval.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -56,7 +57,9 @@ nlohmann::json evaluate_open(const Reader& reader, const cache::CacheReader& cac
   for (const auto& gold : s.gold) cache.find(gold);  // the corpus must hold every question's own paragraph
 
   constexpr size_t kBatch = 64;  // questions per batched read: a few thousand (question, document) pairs
-  const std::vector<int> depths = {1, 5, 20, 100};
+  std::vector<int> depths = {1, 5, 20, 100};  // and the number retrieved itself: what the reader could see
+  if (std::find(depths.begin(), depths.end(), o.documents) == depths.end()) depths.push_back(o.documents);
+  std::sort(depths.begin(), depths.end());
   std::vector<size_t> found(depths.size(), 0);
   std::vector<squad::Predictions> predictions(o.reader_weights.size());
   squad::Predictions oracle;  // each question over its own paragraph only: today's closed eval, on the same sample
