@@ -265,7 +265,17 @@ std::string read_file(const std::string& path) {
   std::ostringstream content;
   content << in.rdbuf();
   if (in.bad()) throw std::runtime_error("cannot read '" + path + "'");
-  return std::move(content).str();
+  std::string text = std::move(content).str();
+  // SQuAD ships zipped (dev-v1.1.json.zip), and "not valid UTF-8 at byte offset 11" says nothing about why.
+  struct Archive {
+    std::string_view magic, kind, command;
+  };
+  for (const Archive& a : {Archive{"PK\x03\x04", "a zip archive", "unzip"}, Archive{"\x1f\x8b", "gzip-compressed", "gunzip"},
+                           Archive{"\xfd" "7zXZ", "xz-compressed", "unxz"}, Archive{"BZh", "bzip2-compressed", "bunzip2"}})
+    if (std::string_view(text).substr(0, a.magic.size()) == a.magic)
+      throw std::runtime_error("'" + path + "' is " + std::string(a.kind) + ", not JSON: unpack it first (" +
+                               std::string(a.command) + ")");
+  return text;
 }
 
 template <typename Json>

@@ -115,6 +115,13 @@ if(TARGET deformer-qa AND DEFORMER_PYTHON)
                        PASS_REGULAR_EXPRESSION "Right: deformer mode [78] of 8, full mode [78] of 8; deformer mode with the document retrieved [78] of 8")
   cli_test(info_not_a_model nonzero "not a readable TorchScript model file" ${QA} info --model ${CLI_DIR}/not-utf8.txt)
   cli_test(eval_truncated_squad nonzero "truncated-squad.json" ${QA} eval --model ${OWN_MODEL} --squad ${CLI_DIR}/truncated-squad.json)
+  # The shipped SQuAD files are compressed: the error says so instead of "not valid UTF-8".
+  if(EXISTS ${DEFORMER_DEFAULT_DATA}/squad/dev-v1.1.json.zip)
+    cli_test(eval_zipped_squad nonzero "is a zip archive, not JSON: unpack it first \\(unzip\\)" ${QA} eval
+             --model ${OWN_MODEL} --squad ${DEFORMER_DEFAULT_DATA}/squad/dev-v1.1.json.zip)
+    cli_test(score_xz_squad nonzero "is xz-compressed, not JSON: unpack it first \\(unxz\\)" ${QA} score
+             --squad ${DEFORMER_DEFAULT_DATA}/squad/train-v1.1-rebuilt.json.xz --predictions ${CLI_DIR}/truncated-squad.json)
+  endif()
   if(EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
     # The whole dev set end to end (scores are meaningless with random weights; the pipeline is exercised).
     cli_test(eval_dev_v11_deformer 0 "\\(10570 questions\\)" ${QA} eval --model ${FIXTURES}/tiny-real-vocab.pt
