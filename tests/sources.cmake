@@ -144,6 +144,8 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
            --cache ${CACHE_WORK}/samples.h5 --doc nope.txt --question "Where?")
   cli_test(ask_cached_wrong_k nonzero "k is '3' in the cache, expected '2'" ${QA} ask --model ${OWN_MODEL} --k 2
            --cache ${CACHE_WORK}/samples.h5 --question "Where?")
+  # Without --k, a cache is read at the k it was built at (here 2, the model's own being 3).
+  cli_test(ask_cache_takes_its_k 0 "\"doc\":\"river.txt\"" sh -c "${CACHE_TOOL} build --model ${OWN_MODEL} --k 2 --input ${PROJECT_SOURCE_DIR}/samples/documents --out ${CACHE_WORK}/k2.h5 > /dev/null && ${QA} ask --model ${OWN_MODEL} --cache ${CACHE_WORK}/k2.h5 --doc river.txt --question Where?")
   cli_test(cache_truncated nonzero "truncated|not a libdeformer cache|cannot" sh -c
            "head -c 20000 ${CACHE_WORK}/samples.h5 > ${CACHE_WORK}/cut.h5 && ${CACHE_TOOL} info ${CACHE_WORK}/cut.h5")
   cli_test(cache_not_hdf5 nonzero "not an HDF5 file|not HDF5" ${CACHE_TOOL} info ${CLI_DIR}/not-utf8.txt)

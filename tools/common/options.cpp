@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include "deformer/cache.h"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -48,7 +50,7 @@ std::shared_ptr<const Model> load_model(const ModelArgs& args) {
 
 void add_reader_options(CLI::App* cmd, ReaderArgs& args) {
   cmd->add_option("--mode", args.mode, "deformer (decomposed) or full (standard BERT)")->capture_default_str();
-  cmd->add_option("--k", args.k, "split layer in deformer mode (-1: the model's trained split, else 3/4 of the layers)")->capture_default_str();
+  cmd->add_option("--k", args.k, "split layer in deformer mode (-1: with --cache the cache's, else the model's trained split, else 3/4 of the layers)")->capture_default_str();
   cmd->add_option("--top-k", args.top_k, "answers per question")->capture_default_str();
   cmd->add_option("--max-answer-len", args.max_answer_len, "longest answer in tokens")->capture_default_str();
   cmd->add_flag("--handle-impossible-answer", args.handle_impossible_answer, "allow the empty answer");
@@ -64,6 +66,11 @@ ReaderOptions reader_options(const ReaderArgs& args) {
   o.decode.max_answer_len = args.max_answer_len;
   o.decode.handle_impossible_answer = args.handle_impossible_answer;
   return o;
+}
+
+int split_for_cache(int k, const std::string& cache_path) {
+  if (k != -1 || cache_path.empty()) return k;
+  return cache::CacheReader::open(cache_path)->metadata().k;
 }
 
 nlohmann::json to_json(const Answer& a) {

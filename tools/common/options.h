@@ -39,6 +39,9 @@ struct ReaderArgs {
 };
 void add_reader_options(CLI::App* cmd, ReaderArgs& args);
 ReaderOptions reader_options(const ReaderArgs& args);
+// The split to read a cache at: `k` when given (a cache of another k is then refused on open), else, with a cache,
+// the k it was built at, so that `--k` need not be repeated; without a cache, `k` as is.
+int split_for_cache(int k, const std::string& cache_path);
 
 nlohmann::json to_json(const Answer& answer);
 

@@ -117,7 +117,9 @@ void add_ask_command(CLI::App& app) {
   cmd->add_flag("--timing", args->timing, "print the time taken to stderr");
   cmd->callback([args, retrieve] {
     auto model = load_model(args->model);
-    Reader reader(model, reader_options(args->reader));
+    auto options = reader_options(args->reader);
+    options.k = split_for_cache(options.k, args->cache);
+    Reader reader(model, options);
     const auto cache = open_cache(args->cache, *model, reader);
     if (!args->docs.empty() && !cache) throw CLI::ValidationError("--doc", "--doc needs --cache");
     if (retrieve->count() && !cache) throw CLI::ValidationError("--retrieve", "--retrieve needs --cache");

@@ -75,6 +75,7 @@ void add_eval_command(CLI::App& app) {
     refuse_output_over_inputs("--out", args->out, {args->squad, args->model.model, args->cache});
     const auto dataset = squad::read_dataset(args->squad);
     auto options = reader_options(args->reader);
+    options.k = split_for_cache(options.k, args->cache);
     options.decode.decoding = Decoding::kSquad;
     options.decode.n_best_size = args->n_best_size;
     options.decode.max_answer_length = args->max_answer_length;
