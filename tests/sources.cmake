@@ -115,6 +115,9 @@ if(TARGET deformer-qa AND DEFORMER_PYTHON)
                        PASS_REGULAR_EXPRESSION "Right: deformer mode [78] of 8, full mode [78] of 8; deformer mode with the document retrieved [78] of 8")
   cli_test(info_not_a_model nonzero "not a readable TorchScript model file" ${QA} info --model ${CLI_DIR}/not-utf8.txt)
   cli_test(eval_truncated_squad nonzero "truncated-squad.json" ${QA} eval --model ${OWN_MODEL} --squad ${CLI_DIR}/truncated-squad.json)
+  # eval decodes by SQuAD's rules: the pipeline's options are not offered, rather than accepted and ignored.
+  cli_test(eval_refuses_pipeline_options nonzero "not expected: .*--top-k" ${QA} eval --model ${OWN_MODEL}
+           --squad ${CLI_DIR}/truncated-squad.json --top-k 3)
   # The shipped SQuAD files are compressed: the error says so instead of "not valid UTF-8".
   if(EXISTS ${DEFORMER_DEFAULT_DATA}/squad/dev-v1.1.json.zip)
     cli_test(eval_zipped_squad nonzero "is a zip archive, not JSON: unpack it first \\(unzip\\)" ${QA} eval

@@ -48,12 +48,14 @@ std::shared_ptr<const Model> load_model(const ModelArgs& args) {
   return Model::load(args.model, options);
 }
 
-void add_reader_options(CLI::App* cmd, ReaderArgs& args) {
+void add_reader_options(CLI::App* cmd, ReaderArgs& args, bool pipeline_decoding) {
   cmd->add_option("--mode", args.mode, "deformer (decomposed) or full (standard BERT)")->capture_default_str();
   cmd->add_option("--k", args.k, "split layer in deformer mode (-1: with --cache the cache's, else the model's trained split, else 3/4 of the layers)")->capture_default_str();
-  cmd->add_option("--top-k", args.top_k, "answers per question")->capture_default_str();
-  cmd->add_option("--max-answer-len", args.max_answer_len, "longest answer in tokens")->capture_default_str();
-  cmd->add_flag("--handle-impossible-answer", args.handle_impossible_answer, "allow the empty answer");
+  if (pipeline_decoding) {
+    cmd->add_option("--top-k", args.top_k, "answers per question")->capture_default_str();
+    cmd->add_option("--max-answer-len", args.max_answer_len, "longest answer in tokens")->capture_default_str();
+    cmd->add_flag("--handle-impossible-answer", args.handle_impossible_answer, "allow the empty answer");
+  }
   cmd->add_option("--batch-size", args.batch_size, "windows per forward pass")->capture_default_str();
 }
 

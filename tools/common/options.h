@@ -37,7 +37,9 @@ struct ReaderArgs {
   bool handle_impossible_answer = false;
   int batch_size = 32;
 };
-void add_reader_options(CLI::App* cmd, ReaderArgs& args);
+// pipeline_decoding false leaves out --top-k, --max-answer-len and --handle-impossible-answer, for commands that
+// decode with SQuAD's own rules (eval), which would otherwise accept and ignore them.
+void add_reader_options(CLI::App* cmd, ReaderArgs& args, bool pipeline_decoding = true);
 ReaderOptions reader_options(const ReaderArgs& args);
 // The split to read a cache at: `k` when given (a cache of another k is then refused on open), else, with a cache,
 // the k it was built at, so that `--k` need not be repeated; without a cache, `k` as is.

@@ -50,7 +50,7 @@ void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Answer every question of a SQuAD v1.1/v2.0 file and print EM/F1 "
                                          "(SQuAD logit-sum decoding: n-best starts and ends, null threshold for v2.0)");
   add_model_options(cmd, args->model);
-  add_reader_options(cmd, args->reader);
+  add_reader_options(cmd, args->reader, /*pipeline_decoding=*/false);
   cmd->add_option("--squad", args->squad, "SQuAD JSON file (plain, not zipped)")->required();
   cmd->add_option("--out", args->out, "write predictions {id: answer} here (atomically)");
   cmd->add_option("--cache", args->cache, "read the paragraphs' states from this cache (deformer-cache build --input "
