@@ -792,13 +792,8 @@ void CacheWriter::commit() {
     check(H5Fflush(w.file.get(), H5F_SCOPE_GLOBAL), "cannot flush '" + w.temporary + "'");
     w.close_all();
   }
-  // Data reaches the disk before the name does, so a crash never leaves a complete-looking partial file.
-  deformer::detail::sync_path(w.temporary);
-  std::error_code error;
-  fs::rename(w.temporary, w.path, error);
-  if (error) throw std::runtime_error("cannot rename '" + w.temporary + "' to '" + w.path + "': " + error.message());
+  deformer::detail::publish(w.temporary, w.path);
   w.committed = true;
-  deformer::detail::sync_path(fs::absolute(w.path).parent_path().string());
 }
 
 const CacheMetadata& CacheWriter::metadata() const { return impl_->metadata; }

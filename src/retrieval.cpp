@@ -212,11 +212,7 @@ void TextIndexWriter::commit() {
   database.exec("INSERT INTO docs(docs) VALUES('optimize'); COMMIT;");
   impl_->insert.reset();
   impl_->database.reset();
-  detail::sync_path(impl_->temporary);
-  std::error_code error;
-  fs::rename(impl_->temporary, impl_->path, error);
-  if (error) throw std::runtime_error("cannot rename '" + impl_->temporary + "' to '" + impl_->path + "': " + error.message());
-  detail::sync_path(fs::absolute(impl_->path).parent_path().string());
+  detail::publish(impl_->temporary, impl_->path);
   impl_->committed = true;
 }
 

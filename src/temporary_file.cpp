@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <system_error>
 
 namespace deformer::detail {
@@ -45,6 +46,14 @@ void sync_path(const std::string& path) {
   if (fd < 0) return;
   ::fsync(fd);
   ::close(fd);
+}
+
+void publish(const std::string& temporary, const std::string& path) {
+  sync_path(temporary);
+  std::error_code error;
+  fs::rename(temporary, path, error);
+  if (error) throw std::runtime_error("cannot rename '" + temporary + "' to '" + path + "': " + error.message());
+  sync_path(fs::absolute(path).parent_path().string());
 }
 
 }  // namespace deformer::detail

@@ -43,6 +43,13 @@ void write_json_atomically(const nlohmann::json& j, const std::string& path) {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename '" + tmp + "' to '" + path + "'");
 }
 
+// {question id: answer}, the predictions file `deformer-qa score` and the official scripts read.
+void write_predictions(const squad::Predictions& predictions, const std::string& path) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [id, text] : predictions) j[id] = text;
+  write_json_atomically(j, path);
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
@@ -94,11 +101,7 @@ void add_eval_command(CLI::App& app) {
       args->open_options.limit = args->limit;
       squad::Predictions predictions;
       const auto result = evaluate_open(reader, *cache, args->cache, dataset, args->open_options, predictions);
-      if (!args->out.empty()) {
-        nlohmann::json j = nlohmann::json::object();
-        for (const auto& [id, text] : predictions) j[id] = text;
-        write_json_atomically(j, args->out);
-      }
+      if (!args->out.empty()) write_predictions(predictions, args->out);
       std::cout << result.dump(args->json ? -1 : 1) << std::endl;
       return;
     }
@@ -138,11 +141,7 @@ void add_eval_command(CLI::App& app) {
     if (progress) std::fputc('\n', stderr);
     total = answered;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-    if (!args->out.empty()) {
-      nlohmann::json j = nlohmann::json::object();
-      for (const auto& [id, text] : predictions) j[id] = text;
-      write_json_atomically(j, args->out);
-    }
+    if (!args->out.empty()) write_predictions(predictions, args->out);
     squad::Dataset scored = dataset;
     if (args->limit) {  // score only what was answered
       size_t kept = 0;
