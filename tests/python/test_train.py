@@ -199,6 +199,18 @@ class TrainingStages(unittest.TestCase):
         with self.assertRaises(SystemExit):
             base_model.grow(grown, 11)  # more than twice the layers
 
+    def test_growing_lower_repeats_each_low_layer_after_itself(self):
+        grown = os.path.join(self.work, "grown-lower")
+        shutil.copytree(self._encoder_only(), grown)
+        base_model.grow(grown, 5, "lower")  # 3 layers -> 5: 1 1 2 2 3
+        model, c, _ = checkpoint.load(grown)
+        original, _, _ = checkpoint.load(self._encoder_only())
+        self.assertEqual((c.num_hidden_layers, len(model.layers)), (5, 5))
+        for new, old in enumerate((0, 0, 1, 1, 2)):
+            for ours, theirs in zip(model.layers[new].parameters(), original.layers[old].parameters()):
+                self.assertTrue(torch.equal(ours, theirs))
+        self.assertEqual(base_model.layer_order(6, 10, "lower"), [0, 0, 1, 1, 2, 2, 3, 3, 4, 5])
+
     def test_time_budget_shortens_the_schedule(self):
         log = lambda message: None
         self.assertEqual(finetune.fit_to_budget(1000, 100, 10.0, 1000.0, log), 1000)  # fits: unchanged
