@@ -17,7 +17,7 @@ import torch
 from pydeformer import modelfile
 from pydeformer import vocab as vocab_builder
 from pydeformer.modelfile import read_safetensors, write_safetensors
-from train import base_model, baseline, checkpoint, data, finetune, pretrain
+from train import base_model, baseline, checkpoint, data, finetune, pretrain, transport
 from train.squad_features import Squad
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -210,6 +210,20 @@ class TrainingStages(unittest.TestCase):
             for ours, theirs in zip(model.layers[new].parameters(), original.layers[old].parameters()):
                 self.assertTrue(torch.equal(ours, theirs))
         self.assertEqual(base_model.layer_order(6, 10, "lower"), [0, 0, 1, 1, 2, 2, 3, 3, 4, 5])
+
+    def test_transport_packing_keeps_the_weights_within_int8_rounding(self):
+        packed = os.path.join(self.work, "packed")
+        shutil.copytree(self._encoder_only(), packed)
+        weights = os.path.join(packed, "model.safetensors")
+        original, size = read_safetensors(weights), os.path.getsize(weights)
+        transport.pack(packed)
+        self.assertLess(os.path.getsize(os.path.join(packed, "model.int8.safetensors")), 0.5 * size)
+        transport.unpack(packed)
+        restored = read_safetensors(weights)
+        self.assertEqual(sorted(restored), sorted(original))
+        for name, t in original.items():
+            error = (restored[name].float() - t.float()).abs().max().item()
+            self.assertLessEqual(error, t.float().abs().max().item() / 127 * 0.51 + 1e-3 * (t.dim() < 2), name)
 
     def test_time_budget_shortens_the_schedule(self):
         log = lambda message: None

@@ -62,7 +62,8 @@ class ExportError(Exception):
 
 
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                       "F64": torch.float64, "I64": torch.int64, "I32": torch.int32}
+                       "F64": torch.float64, "I64": torch.int64, "I32": torch.int32,
+                       "I8": torch.int8}
 
 
 def read_safetensors(path: str) -> Dict[str, torch.Tensor]:

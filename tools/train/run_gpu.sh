@@ -99,7 +99,7 @@ finetune)
 distil)
   kd=(--teacher $CK/teacher-k0 --teacher-layout deformer --temperature 2)
   [ -d $CK/teacher-k0 ] || { echo "no $CK/teacher-k0: run STAGE=finetune first" >&2; exit 2; }
-  run prepare-distil --init $BASE --layout deformer "${kd[@]}" --prepare-only; finish  # shared rows, built once
+  run prepare-distil --init $CK/teacher-k0 --layout deformer "${kd[@]}" --prepare-only; finish  # shared rows, built once
   rm -f $CK/predictions/prepare-distil.json
   for k in $KS; do
     run kd-k$k --init $CK/teacher-k0 --layout deformer --k $k "${kd[@]}" --alpha 1 --beta 1 --gamma 1 --out $CK/kd-k$k
