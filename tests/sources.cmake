@@ -108,7 +108,7 @@ if(TARGET deformer-qa AND DEFORMER_PYTHON)
   endforeach()
   # The bundled default model: its recorded split and storage, and the demo's questions in both modes (the
   # expected answers are the spans written with the sample texts, samples/questions.tsv).
-  cli_test(info_bundled_model 0 "\"default_k\":4,\"default_k_recorded\":true.*\"storage_dtype\":\"int8\"" ${QA} info --json)
+  cli_test(info_bundled_model 0 "\"default_k\":7,\"default_k_recorded\":true.*\"storage_dtype\":\"int8\"" ${QA} info --json)
   add_test(NAME demo_bundled_model COMMAND ${CMAKE_COMMAND} -E env BUILD_DIR=${CMAKE_BINARY_DIR}
            ${PROJECT_SOURCE_DIR}/scripts/run-demo.sh)
   set_tests_properties(demo_bundled_model PROPERTIES
