@@ -209,15 +209,21 @@ def content_hash(config: Dict, vocab: bytes, state: Dict[str, torch.Tensor]) -> 
     return "sha256:" + h.hexdigest()
 
 
+def int8_rows(matrix: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A matrix as int8 with one fp32 scale per row (absmax / 127), and the scales."""
+    w = matrix.detach().float()
+    scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+    return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
 def store_matrices_as_int8(model: torch.nn.Module) -> None:
     """Replaces every 2-D parameter W by buffers W_int8 and W_scale (per row) beside an empty W."""
     for module in model.modules():
         for name, p in list(module.named_parameters(recurse=False)):
             if p.dim() != 2:
                 continue
-            w = p.detach().float()
-            scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
-            module.register_buffer(name + INT8_SUFFIX, torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
+            values, scale = int8_rows(p)
+            module.register_buffer(name + INT8_SUFFIX, values)
             module.register_buffer(name + SCALE_SUFFIX, scale)
             setattr(module, name, torch.nn.Parameter(torch.empty(0, dtype=p.dtype), requires_grad=False))
 

@@ -10,10 +10,9 @@
 # side by side on the one GPU (a 6-layer, 384-wide model leaves most of an H200 idle at batch 128).
 # CK (default $T) takes the checkpoints, predictions and logs: a path that is not carried survives the next call on
 # a warm machine, where a carried one is replaced.
-# LAYERS=8 grows the base to 8 layers first (train.base_model --layers, the way GROW says: top or lower) and trains
-# from that; FULL=0 leaves out the
-# full-layout baseline; SEARCH lists the loss-weight variants at KSTAR (default all; "" none); BRING names
-# checkpoints to bring back, "best" the distilled one with the best dev F1.
+# LAYERS=8 grows the base to 8 layers first (train.base_model --layers, the way GROW says: top, the default, or
+# lower) and trains from that; FULL=0 leaves out the full-layout baseline; SEARCH lists the loss-weight variants at
+# KSTAR (default all; "" none); BRING names checkpoints to bring back, "best" the distilled one with the best dev F1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${T:-.train/minilm}
@@ -25,9 +24,10 @@ mkdir -p "$OUT" "$CK/predictions" "$CK/logs"
 export PYTHONPATH=$PWD/tools PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 BASE=$T/base
 if [ -n "${LAYERS:-}" ]; then
-  BASE=$CK/base$LAYERS-${GROW:-top}
+  GROW=${GROW:-top}
+  BASE=$CK/base$LAYERS-$GROW
   [ -d "$BASE" ] || { cp -r "$T/base" "$BASE.tmp" && python3 -m train.base_model --out "$BASE.tmp" --layers "$LAYERS" \
-                      --grow "${GROW:-top}" \
+                      --grow "$GROW" \
                       && mv "$BASE.tmp" "$BASE"; }
 fi
 # The paper's recipe (StonyBrookNLP/deformer config/ebert_qa.ini): 3 epochs, lr 5e-5, batch 32, warm-up 0.15.

@@ -10,22 +10,17 @@ moves a starting point and a KD teacher, which then keep fp32 weights.
 import os
 import sys
 
-import torch
-
-from pydeformer.modelfile import read_safetensors, write_safetensors
-
-SCALE = ".int8_row_scale"
+from pydeformer.modelfile import (INT8_SUFFIX, SCALE_SUFFIX, int8_rows, read_safetensors, widen_int8_matrices,
+                                  write_safetensors)
 
 
 def pack(folder: str) -> None:
+    """The exporter's int8 storage on a checkpoint: matrices as int8 with a scale per row, the rest fp16."""
     tensors = read_safetensors(os.path.join(folder, "model.safetensors"))
     packed = {}
     for name, t in tensors.items():
         if t.is_floating_point() and t.dim() == 2:
-            t = t.float()
-            scale = t.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
-            packed[name] = torch.round(t / scale).to(torch.int8)
-            packed[name + SCALE] = scale.squeeze(1)
+            packed[name + INT8_SUFFIX], packed[name + SCALE_SUFFIX] = int8_rows(t)
         else:
             packed[name] = t.half() if t.is_floating_point() else t
     write_safetensors(packed, os.path.join(folder, "model.int8.safetensors"))
@@ -34,14 +29,7 @@ def pack(folder: str) -> None:
 
 def unpack(folder: str) -> None:
     packed = read_safetensors(os.path.join(folder, "model.int8.safetensors"))
-    tensors = {}
-    for name, t in packed.items():
-        if name.endswith(SCALE):
-            continue
-        if name + SCALE in packed:
-            tensors[name] = t.float() * packed[name + SCALE].float()[:, None]
-        else:
-            tensors[name] = t.float() if t.is_floating_point() else t
+    tensors = {name: t.float() if t.is_floating_point() else t for name, t in widen_int8_matrices(packed).items()}
     write_safetensors(tensors, os.path.join(folder, "model.safetensors"))
     os.remove(os.path.join(folder, "model.int8.safetensors"))
 
