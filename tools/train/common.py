@@ -19,11 +19,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed); plain fp32 on CPU, where the smoke tests run."""
-    if device.type == "cuda":
+def autocast(device: torch.device, bf16: bool = True):
+    """bf16 autocast on CUDA (no loss scaling needed); plain fp32 on CPU, where the smoke tests run, and wherever
+    bf16 is False (exact comparisons with the C++ reader, which computes in fp32)."""
+    if device.type == "cuda" and bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return torch.autocast(device.type, enabled=False)
 
 
 def warmup_linear(step: int, total: int, warmup: int) -> float:

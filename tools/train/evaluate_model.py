@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=-1, help="deformer layout: the split (-1: the model's default_k)")
     parser.add_argument("--max-questions", type=int, default=0, help="0: all")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--fp32", action="store_true",
+                        help="compute in fp32 on a GPU too (bf16 there by default), to compare with the C++ reader")
     parser.add_argument("--predictions", help="dev predictions JSON to write")
     args = parser.parse_args(argv)
     model, config, vocab = load_model_file(args.model)
@@ -39,7 +41,7 @@ def main(argv=None) -> int:
     questions = range(args.max_questions or len(dev.questions))
     rows = dev.full_rows(questions) if args.layout == "full" else dev.deformer_rows(questions,
                                                                                      document_block=DOCUMENT_BLOCK)
-    predictions = evaluate(model, dev, texts, rows, device, args.layout, k)
+    predictions = evaluate(model, dev, texts, rows, device, args.layout, k, bf16=not args.fp32)
     em, f1, n = squad_f1(predictions, dev_json)
     print("%s %s layout%s: EM %.2f F1 %.2f over %d questions (quick metric)"
           % (args.model, args.layout, " k=%d" % k if args.layout == "deformer" else "", em, f1, n))

@@ -139,10 +139,10 @@ def training_rows(train, args, questions, distil, log):
     return rows
 
 
-def evaluate(model, squad, texts, rows, device, layout, k, batch_size=512):
+def evaluate(model, squad, texts, rows, device, layout, k, batch_size=512, bf16=True):
     model.eval()
     starts, ends = [], []
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad(), autocast(device, bf16):
         for first in range(0, len(rows.question), batch_size):
             index = torch.arange(first, min(first + batch_size, len(rows.question)))
             logits, _ = forward(model, rows, row_inputs(rows, index, device), layout, k)

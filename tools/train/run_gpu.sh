@@ -12,7 +12,8 @@
 # a warm machine, where a carried one is replaced.
 # LAYERS=8 grows the base to 8 layers first (train.base_model --layers, the way GROW says: top, the default, or
 # lower) and trains from that; FULL=0 leaves out the full-layout baseline; SEARCH lists the loss-weight variants at
-# KSTAR (default all; "" none); BRING names checkpoints to bring back, "best" the distilled one with the best dev F1.
+# KSTAR (default all; "" none); ZS_KS lists the k of the zero-shot rows (default KS); BRING names checkpoints to
+# bring back, "best" the distilled one with the best dev F1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${T:-.train/minilm}
@@ -90,7 +91,7 @@ finetune)
     run plain-k$k --init $BASE --layout deformer --k $k --out $CK/plain-k$k
   done
   finish
-  for k in $KS; do
+  for k in ${ZS_KS:-$KS}; do
     [ "${FULL:-1}" = 0 ] || run zero-shot-k$k --init $CK/full --layout deformer --k $k --epochs 0
     run zero-shot-teacher-k$k --init $CK/teacher-k0 --layout deformer --k $k --epochs 0
   done
