@@ -1,4 +1,4 @@
-// Question-time cost of full mode vs deformer mode (DESIGN.md section 7) with Google Benchmark.
+// Question-time cost of full mode vs deformer mode (docs/design.md, 'Performance model') with Google Benchmark.
 // DEFORMER_BENCH_MODEL names the model (scripts/make-bench-model.sh writes a BERT-base-shaped random one);
 // DEFORMER_BENCH_DEVICE=cuda and DEFORMER_BENCH_DTYPE=fp16|bf16 select device and dtype. Each benchmark
 // reports per-window time: full mode runs all layers on [CLS] q [SEP] d [SEP] (320 tokens), deformer mode runs

@@ -17,7 +17,7 @@ import time
 
 
 def layer_flops(tokens, hidden, intermediate):
-    """DESIGN.md section 7: 2T(4H^2 + 2HF) + 4T^2 H."""
+    """docs/design.md, 'Performance model': 2T(4H^2 + 2HF) + 4T^2 H."""
     return 2 * tokens * (4 * hidden * hidden + 2 * hidden * intermediate) + 4 * tokens * tokens * hidden
 
 

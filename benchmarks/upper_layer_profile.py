@@ -8,7 +8,7 @@ Variants (each the same arithmetic as the library's layer unless said):
   bool-mask     the same mask as booleans
   no-mask       no mask (every key real): lets SDPA pick flash attention
   gelu-epilogue bias + GELU in the matmul's epilogue (torch._addmm_activation; tanh-approximate GELU, so not HF's)
-Prints one JSON object: median ms and TFLOP/s (DESIGN.md section 7's FLOP model) per variant, the fp16 matmul
+Prints one JSON object: median ms and TFLOP/s (the FLOP model of docs/design.md, 'Performance model') per variant, the fp16 matmul
 peak measured in the same run, and the kernel table of the library variant.
 """
 import argparse

@@ -1,7 +1,7 @@
 #pragma once
 // Private: captured CUDA graphs for the engine's small-batch calls. One question over a few windows is bound by
 // kernel launches (hundreds of small kernels), so the engine runs such calls, padded to a few fixed shapes, as
-// one graph launch each (DESIGN.md section 7).
+// one graph launch each (docs/design.md, 'CPU and GPU').
 //
 // Thread safety: run() may be called from several threads at once. Captures and replays are serialised by one
 // mutex, and each replay is ordered after the previous one's output copy, whatever stream the callers use; this

@@ -42,7 +42,7 @@ cuda_graphs::GraphCache* graphs_for(const Model& model, int64_t rows, int64_t le
 
 // Graph shapes: rows rounded up to a power of two up to 16 and to a multiple of 16 above, lengths to a multiple of
 // `step` (at most `cap`), so that a few graphs serve every call. Padding rows and padding positions never change
-// real outputs (DESIGN.md invariant 5).
+// real outputs (docs/design.md, 'Invariants', 5).
 int64_t graph_rows(int64_t rows) {
   if (rows > 16) return (rows + 15) / 16 * 16;
   int64_t r = 1;

@@ -1,5 +1,5 @@
-// The HDF5 document cache: storage round trips, refusals, sharding, and DESIGN.md invariant 4 with the
-// engine (answers from cached states equal the in-memory deformer forward).
+// The HDF5 document cache: storage round trips, refusals, sharding, and invariant 4 (docs/design.md, 'Invariants')
+// with the engine (answers from cached states equal the in-memory deformer forward).
 #include "deformer/cache.h"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// The invariants of DESIGN.md section 2 on the fixture model, and the loader's errors.
+// The invariants of docs/design.md ('Invariants') on the fixture model, and the loader's errors.
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -448,8 +448,9 @@ namespace deformer {
 namespace {
 
 // Debian's LibTorch takes BLAS from the libblas.so.3 alternative. The reference BLAS is ~60x slower, and the
-// pthread OpenBLAS fights LibTorch's OpenMP threads (DESIGN.md section 7); scripts/common.sh installs and selects
-// the OpenMP build. LibTorch builds that carry their own BLAS (pip wheels: MKL) map no libblas and are skipped.
+// pthread OpenBLAS fights LibTorch's OpenMP threads (docs/design.md, 'CPU and GPU'); scripts/common.sh installs
+// and selects the OpenMP build. LibTorch builds that carry their own BLAS (pip wheels: MKL) map no libblas and are
+// skipped.
 TEST(Blas, OptimisedOpenMpBlasIsActive) {
   auto a = torch::rand({64, 64});
   (void)torch::mm(a, a);

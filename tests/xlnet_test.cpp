@@ -1,5 +1,6 @@
 // XLNet in deformer and full mode on the tiny XLNet fixture (random weights, xlnet-base-cased's spiece.model):
-// the invariants of DESIGN.md section 2 with XLNet's layout (docs/xlnet.md), and cached answers equal to raw ones.
+// the invariants of docs/design.md ('Invariants') with XLNet's layout (docs/xlnet.md), and cached answers equal to
+// raw ones.
 #include <gtest/gtest.h>
 #include <torch/script.h>
 

@@ -1,5 +1,5 @@
 #pragma once
-// The document cache (DESIGN.md sections 4 and 8): layer-k states of document windows in HDF5.
+// The document cache (docs/design.md, 'Document cache'): layer-k states of document windows in HDF5.
 //
 // No torch types here: states cross this API as row-major float32 rows, so the cache tools and readers
 // that only move bytes do not pull in LibTorch.
@@ -207,8 +207,8 @@ class CacheReader {
 // Lets a shard job skip work that already finished.
 bool is_complete(const std::string& path);
 
-// Sharding (DESIGN.md section 8). A document belongs to shard FNV-1a-64(id) mod num_shards: stable across
-// runs, machines and compilers, unlike std::hash.
+// Sharding (docs/design.md, 'Sharding and merging'). A document belongs to shard FNV-1a-64(id) mod num_shards:
+// stable across runs, machines and compilers, unlike std::hash.
 uint64_t fnv1a64(const std::string& bytes);
 int shard_of(const std::string& document_id, int num_shards);
 

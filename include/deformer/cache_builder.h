@@ -1,7 +1,7 @@
 #pragma once
-// Building a document cache from a model (DESIGN.md section 4): tokenize, window, run layers 0..k-1 on each
-// document window, store the layer-k states, and index the texts for retrieval (deformer/retrieval.h). No torch
-// types here.
+// Building a document cache from a model (docs/design.md, 'Document cache'): tokenize, window, run layers 0..k-1
+// on each document window, store the layer-k states, and index the texts for retrieval (deformer/retrieval.h). No
+// torch types here.
 //
 //   auto model = deformer::Model::load("model.pt");
 //   deformer::CacheBuilder builder(model, "corpus.h5", {});   // k = the model's trained split, fp32 storage

@@ -1,5 +1,5 @@
 #pragma once
-// Answer decoding from start/end logits (DESIGN.md section 5), free of torch so it can be tested on its own.
+// Answer decoding from start/end logits (docs/design.md, 'Decoding'), free of torch so it can be tested on its own.
 //
 // Two semantics:
 //  - Pipeline (Hugging Face QuestionAnsweringPipeline): per window, softmax of start and of end logits over the

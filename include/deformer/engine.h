@@ -1,5 +1,5 @@
 #pragma once
-// Tensor-level split execution of a Model (DESIGN.md section 2). Include this only where tensors are
+// Tensor-level split execution of a Model (docs/design.md, 'Layouts'). Include this only where tensors are
 // needed; deformer/model.h and the reader API stay free of torch headers.
 //
 // All tensors are on the model's device. Ids, types, positions and masks are int64 [B, T]; hidden

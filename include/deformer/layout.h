@@ -1,5 +1,5 @@
 #pragma once
-// Input layouts of DESIGN.md section 2, as plain id vectors (no torch): the paper's question and document
+// Input layouts (docs/design.md, 'Layouts'), as plain id vectors (no torch): the paper's question and document
 // blocks for deformer mode, and Hugging Face's windows for full mode. Two conventions (docs/xlnet.md):
 //   BERT:  question block [CLS] q [SEP]; document block d [SEP]; joint [question ; document];
 //          full [CLS] q [SEP] d [SEP], right-padded.

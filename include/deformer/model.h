@@ -34,7 +34,7 @@ struct LoadOptions {
   bool cuda_graphs = true;
 };
 
-// The shape and conventions a model file declares (DESIGN.md sections 2 and 3).
+// The shape and conventions a model file declares (docs/design.md, 'Layouts' and 'Model file').
 struct ModelConfig {
   std::string model_type;         // "bert" or "xlnet"
   std::string architecture;       // "BertForQuestionAnswering" or "XLNetForQuestionAnsweringSimple"

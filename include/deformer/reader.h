@@ -1,5 +1,5 @@
 #pragma once
-// deformer::Reader: questions in, answers with character offsets out (DESIGN.md sections 2 and 5).
+// deformer::Reader: questions in, answers with character offsets out (docs/design.md, 'Layouts' and 'Decoding').
 //
 //   auto model = deformer::Model::load("model.pt");
 //   deformer::Reader reader(model);                      // deformer mode at the model's trained split

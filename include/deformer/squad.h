@@ -1,6 +1,6 @@
 #pragma once
-// SQuAD data and the official evaluation metrics (DESIGN.md section 6), without torch: the SQuAD v1.1 and
-// v2.0 JSON formats as plain structs, prediction and no-answer-probability files, and scores that match
+// SQuAD data and the official evaluation metrics (docs/design.md, 'SQuAD evaluation'), without torch: the SQuAD
+// v1.1 and v2.0 JSON formats as plain structs, prediction and no-answer-probability files, and scores that match
 // the official evaluate-v1.1.py and evaluate-v2.0.py scripts to floating-point rounding, Unicode included.
 //
 // Errors: a file that cannot be read, or whose content is not valid UTF-8, valid JSON or the expected

@@ -30,7 +30,7 @@ struct Encoding {
   std::vector<TokenOffset> offsets;  // offsets[i] belongs to ids[i]
 };
 
-// Ids of the tokens the input layouts need (DESIGN.md section 2). mask is -1 when the vocabulary has none.
+// Ids of the tokens the input layouts need (docs/design.md, 'Layouts'). mask is -1 when the vocabulary has none.
 struct SpecialTokens {
   int32_t pad = -1;
   int32_t unk = -1;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # interrupt.sh DEFORMER_CACHE MODEL INPUT WORKDIR: a cache build killed midway leaves either no file or the
-# previous complete one under the output name (DESIGN.md section 4), for SIGTERM, SIGINT and SIGKILL.
+# previous complete one under the output name (docs/design.md, 'Writing'), for SIGTERM, SIGINT and SIGKILL.
 set -u
 cache=$1 model=$2 input=$3 work=$4
 mkdir -p "$work"

@@ -1,7 +1,7 @@
 """Eager PyTorch reference for tests/parity_test.cpp (run by CTest before it; nothing is committed).
 
 For SQuAD dev (question, context) pairs, tokenized by `deformer-qa tokenize` (whose own parity with Hugging Face
-is tested separately), it builds both layouts of DESIGN.md section 2 here in Python, independently of the C++
+is tested separately), it builds both layouts of docs/design.md ('Layouts') here in Python, independently of the C++
 layout code, and runs the exporter's eager BertQA module read back from the model file:
   full mode      [CLS] q[:64] [SEP] window [SEP], contiguous positions, types 0/1 (length <= 384)
   deformer mode  blocks [CLS] q[:25] [SEP] (27) and window [SEP] (293), each with positions from 0, run

@@ -1,5 +1,6 @@
 // deformer-bench: question-time speed and memory of full mode and deformer mode on a SQuAD-dev-shaped
-// workload (issue 6, DESIGN.md section 7), with eager PyTorch and Hugging Face references on the same windows.
+// workload (issue 6, docs/design.md, 'Performance model'), with eager PyTorch and Hugging Face references on the
+// same windows.
 //
 // The parent process reads the SQuAD file, picks --limit questions spread over it (each asked over its own
 // paragraph's windows) and runs every measurement in a child process of this program, so that each mode's
@@ -110,7 +111,7 @@ int64_t proc_status_bytes(const char* field) {
   return -1;
 }
 
-// FLOPs of one BERT layer at T tokens (DESIGN.md section 7): 2T(4H^2 + 2HF) + 4T^2 H.
+// FLOPs of one BERT layer at T tokens (docs/design.md, 'Performance model'): 2T(4H^2 + 2HF) + 4T^2 H.
 double layer_flops(double tokens, const ModelConfig& c) {
   const double h = c.hidden_size, f = c.intermediate_size;
   return 2 * tokens * (4 * h * h + 2 * h * f) + 4 * tokens * tokens * h;
@@ -878,7 +879,7 @@ int run(BenchArgs& args) {
                                                "questions grouped so that a group's deformer windows fill at most "
                                                "`batch` upper-layer rows, one call per group; latency of a question = "
                                                "its group's call; medians over the timed passes after one untimed pass"}}},
-                 {"flop_model", "DESIGN.md section 7, 2T(4H^2+2HF)+4T^2H per layer, on real (unpadded) token counts"},
+                 {"flop_model", "docs/design.md, 'Performance model': 2T(4H^2+2HF)+4T^2H per layer, on real (unpadded) token counts"},
                  {"cache_build", json::array()},
                  {"runs", json::array()},
                  {"paired", json::array()},

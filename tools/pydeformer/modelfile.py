@@ -1,4 +1,4 @@
-"""The libdeformer model file (DESIGN.md section 3): reading Hugging Face checkpoints, writing TorchScript.
+"""The libdeformer model file (docs/design.md, 'Model file'): reading Hugging Face checkpoints, writing TorchScript.
 
 The file is a TorchScript archive of BertQA or XLNetQA with these extra files, which the C++ loader checks:
   deformer/format_version   "1"
@@ -24,7 +24,7 @@ from .xlnet import XLNetConfig, XLNetQA
 FORMAT_NAME = "libdeformer-model"
 FORMAT_VERSION = 1
 
-# Block layout of the paper's SQuAD setting and Hugging Face's windowing defaults (DESIGN.md section 2).
+# Block layout of the paper's SQuAD setting and Hugging Face's windowing defaults (docs/design.md, 'Layouts').
 DEFAULT_LAYOUT = {
     "question_block": 27,
     "document_block": 293,

@@ -1,4 +1,4 @@
-"""SQuAD examples as model rows in the two layouts of DESIGN.md section 2, built from the token tensors that
+"""SQuAD examples as model rows in the two layouts of docs/design.md ('Layouts'), built from the token tensors that
 train.data wrote, plus the decoding of span logits back to answer text (SQuAD logit-sum semantics: the best
 start+end over context positions, n-best 20 starts and ends, at most 30 tokens, as deformer-qa eval does)."""
 from dataclasses import dataclass
