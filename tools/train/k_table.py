@@ -46,7 +46,8 @@ def main(argv=None) -> int:
             if not path.endswith(".meta.json"):
                 runs[os.path.basename(path)[:-len(".json")]] = path
     speedups = paired_speedups(args.bench)
-    ks = sorted(set(speedups) | {int(m.group(1)) for name in runs for m in [re.search(r"-k(\d+)$", name)] if m})
+    table_run = re.compile(r"^(zero-shot-teacher|plain|kd)-k(\d+)$")
+    ks = sorted(set(speedups) | {int(m.group(2)) for m in map(table_run.match, runs) if m})
     with open(args.out + ".tmp", "w") as out:
         out.write("# k\t" + "\t".join(column for column, _ in ROWS) + "\tcpu_speedup\n")
         for line in args.note:
