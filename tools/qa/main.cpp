@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   deformer::cli::add_info_command(app);
   deformer::cli::add_score_command(app);
   deformer::cli::add_tokenize_command(app);
+  deformer::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
