@@ -179,6 +179,12 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/shards)
   cli_test(retrieve_then_read 0 "retrieval: ok" ${CLI_DIR}/retrieval.sh ${CACHE_TOOL} ${QA} ${OWN_MODEL}
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/retrieval)
+  if(DEFORMER_PYTHON)
+    # deformer-qa serve under 2,000 requests over 32 connections, bad requests, a stalled client and SIGTERM.
+    add_test(NAME cli_serve_load COMMAND ${DEFORMER_PYTHON} ${CLI_DIR}/serve_load.py ${QA} ${CACHE_TOOL} ${OWN_MODEL}
+             ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/serve)
+    set_tests_properties(cli_serve_load PROPERTIES PASS_REGULAR_EXPRESSION "serve: ok" TIMEOUT 900 RUN_SERIAL TRUE)
+  endif()
   if(EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
     # Open-corpus SQuAD in small, with the bundled model: retrieval's recall and the answers' EM over 103 paragraphs.
     cli_test(open_corpus_small 0 "open corpus: ok" ${CLI_DIR}/open_corpus.sh ${CACHE_TOOL} ${QA}

@@ -298,7 +298,8 @@ std::string status_text(int status) {
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // An error may quote the request's bytes, which need not be UTF-8 (json's parse errors do): replaced, not thrown.
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 json answers_json(const std::vector<Answer>& answers) {
