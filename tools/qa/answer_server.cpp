@@ -187,6 +187,7 @@ struct AnswerServer::State {
   std::condition_variable wake;
   std::deque<std::shared_ptr<Pending>> queue;
   bool stopping = false;
+  std::atomic<bool> finished{false};  // run() has returned or thrown
 
   const Reader& reader(int top_k) {
     auto& r = readers[top_k];
@@ -343,7 +344,11 @@ AnswerServer::AnswerServer(std::shared_ptr<const Model> model, ReaderOptions rea
 
 AnswerServer::~AnswerServer() = default;
 
-void AnswerServer::request_stop() { state_->http.stop(); }
+void AnswerServer::request_stop() {
+  // httplib's stop() does nothing before listen has started: a stop asked for during start-up waits for it.
+  while (!state_->finished && !state_->http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (!state_->finished) state_->http.stop();
+}
 
 void AnswerServer::run(const std::function<void(int port)>& on_listening) {
   auto& s = *state_;
@@ -423,6 +428,7 @@ void AnswerServer::run(const std::function<void(int port)>& on_listening) {
 
   std::thread batcher([&s] { s.run_batches(); });
   const auto stop_batcher = [&] {
+    s.finished = true;
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       s.stopping = true;
