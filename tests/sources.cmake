@@ -184,6 +184,10 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
     add_test(NAME cli_serve_load COMMAND ${DEFORMER_PYTHON} ${CLI_DIR}/serve_load.py ${QA} ${CACHE_TOOL} ${OWN_MODEL}
              ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/serve)
     set_tests_properties(cli_serve_load PROPERTIES PASS_REGULAR_EXPRESSION "serve: ok" TIMEOUT 900 RUN_SERIAL TRUE)
+    # --questions lines answered together equal each alone.
+    add_test(NAME cli_questions_batched COMMAND ${DEFORMER_PYTHON} ${CLI_DIR}/questions_batched.py ${QA} ${CACHE_TOOL}
+             ${OWN_MODEL} ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/questions-batched)
+    set_tests_properties(cli_questions_batched PROPERTIES PASS_REGULAR_EXPRESSION "questions batched: ok")
   endif()
   if(EXISTS ${DEFORMER_UNPACKED_DATA}/dev-v1.1.json)
     # Open-corpus SQuAD in small, with the bundled model: retrieval's recall and the answers' EM over 103 paragraphs.

@@ -61,33 +61,116 @@ std::unique_ptr<cache::CacheReader> open_cache(const std::string& path, const Mo
   return cache::CacheReader::open(path, expected_cache_metadata(model, reader.split_layer()));
 }
 
-// One JSONL line of --questions: {"id", "question", "context"}, or with a cache {"id", "question", "doc"?} (no
-// "doc": the documents retrieval finds).
-void answer_lines(const Reader& reader, const CorpusSource* corpus, std::istream& in, const std::string& name) {
-  size_t number = 0;
-  for_each_json_line(in, name, [&](const nlohmann::json& j, const std::string& where) {
-    ++number;
-    if (!j.is_object() || !j.contains("question") || !j["question"].is_string())
-      throw std::invalid_argument(where + ": expected an object with a string \"question\"");
-    const bool named = j.contains("doc") && j["doc"].is_string();
-    if (named && !corpus) throw std::invalid_argument(where + ": \"doc\" names a cached document: give --cache");
-    const bool cached = named || (corpus && !j.contains("context"));
-    if (!cached && (!j.contains("context") || !j["context"].is_string()))
-      throw std::invalid_argument(where + ": expected a string \"context\"" + (corpus ? "" : " or \"doc\""));
-    const std::string id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump()) : std::to_string(number);
-    std::vector<Answer> answers;
-    try {
-      const std::string question = j["question"];
-      answers = cached ? corpus->ask(reader, question, named ? std::vector<std::string>{j["doc"].get<std::string>()}
-                                                             : std::vector<std::string>{})
-                       : reader.ask(question, {{id, j["context"].get<std::string>()}});
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(where + ": " + e.what());
+// One JSONL line of --questions, checked: {"id", "question", "context"}, or with a cache {"id", "question", "doc"?}
+// (no "doc": the documents retrieval finds).
+struct QuestionLine {
+  std::string id;
+  std::string question;
+  std::string context;   // read as a document of its own when not cached
+  std::string doc;       // the cached document named, if any
+  bool cached = false;
+};
+
+QuestionLine parse_question_line(const nlohmann::json& j, const std::string& where, size_t number, bool have_cache) {
+  if (!j.is_object() || !j.contains("question") || !j["question"].is_string())
+    throw std::invalid_argument(where + ": expected an object with a string \"question\"");
+  QuestionLine line;
+  const bool named = j.contains("doc") && j["doc"].is_string();
+  if (named && !have_cache) throw std::invalid_argument(where + ": \"doc\" names a cached document: give --cache");
+  line.cached = named || (have_cache && !j.contains("context"));
+  if (!line.cached && (!j.contains("context") || !j["context"].is_string()))
+    throw std::invalid_argument(where + ": expected a string \"context\"" + (have_cache ? "" : " or \"doc\""));
+  line.id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump()) : std::to_string(number);
+  line.question = j["question"];
+  if (named) line.doc = j["doc"];
+  if (!line.cached) line.context = j["context"];
+  return line;
+}
+
+// Answers lines together, the way a server batches its queue: raw-text lines in one Reader::ask over their own
+// documents, lines naming a cached document in one over the cache, the rest in one retrieval call. Answers are
+// those of each line alone (the reader's batching does not change them).
+std::vector<std::vector<Answer>> answer_together(const Reader& reader, const CorpusSource* corpus,
+                                                 const std::vector<QuestionLine>& lines) {
+  std::vector<std::vector<Answer>> answers(lines.size());
+  std::vector<size_t> raw, named, retrieved;
+  for (size_t i = 0; i < lines.size(); ++i)
+    (!lines[i].cached ? raw : (!lines[i].doc.empty() || !corpus->index) ? named : retrieved).push_back(i);
+  if (!raw.empty()) {
+    std::vector<Query> queries;
+    std::vector<Document> documents;
+    for (size_t i : raw) {
+      const std::string key = "line-" + std::to_string(i);  // line ids need not be unique
+      queries.push_back({lines[i].question, {key}});
+      documents.push_back({key, lines[i].context, ""});
     }
-    nlohmann::json out = {{"id", id}, {"answers", nlohmann::json::array()}};
-    for (const auto& a : answers) out["answers"].push_back(to_json(a));
-    std::cout << out.dump() << "\n";
-  });
+    auto results = reader.ask(queries, documents);
+    for (size_t n = 0; n < raw.size(); ++n) {
+      for (auto& a : results[n]) a.doc = lines[raw[n]].id;
+      answers[raw[n]] = std::move(results[n]);
+    }
+  }
+  if (!named.empty()) {
+    std::vector<Query> queries;
+    for (size_t i : named)
+      queries.push_back({lines[i].question, lines[i].doc.empty() ? std::vector<std::string>{} : std::vector<std::string>{lines[i].doc}});
+    auto results = reader.ask(queries, *corpus->cache);
+    for (size_t n = 0; n < named.size(); ++n) answers[named[n]] = std::move(results[n]);
+  }
+  if (!retrieved.empty()) {
+    std::vector<std::string> questions;
+    for (size_t i : retrieved) questions.push_back(lines[i].question);
+    auto results = retrieval::retrieve_and_read(reader, *corpus->index, *corpus->cache, questions, corpus->retrieval);
+    for (size_t n = 0; n < retrieved.size(); ++n) answers[retrieved[n]] = std::move(results[n]);
+  }
+  return answers;
+}
+
+// --questions: lines are answered kLinesPerCall at a time; a bad line stops the command after the lines before it
+// are answered and printed.
+void answer_lines(const Reader& reader, const CorpusSource* corpus, std::istream& in, const std::string& name) {
+  constexpr size_t kLinesPerCall = 64;
+  std::vector<QuestionLine> pending;
+  std::vector<std::string> places;
+  const auto flush = [&] {
+    if (pending.empty()) return;
+    const auto print = [&](size_t i, const std::vector<Answer>& answers) {
+      nlohmann::json out = {{"id", pending[i].id}, {"answers", nlohmann::json::array()}};
+      for (const auto& a : answers) out["answers"].push_back(to_json(a));
+      std::cout << out.dump() << "\n";
+    };
+    std::vector<std::vector<Answer>> answers;
+    try {
+      answers = answer_together(reader, corpus, pending);
+    } catch (const std::invalid_argument&) {
+      // Answered one at a time, the first line that fails is named, after the lines before it are printed.
+      for (size_t i = 0; i < pending.size(); ++i) {
+        try {
+          print(i, answer_together(reader, corpus, {pending[i]}).front());
+        } catch (const std::invalid_argument& e) {
+          std::cout.flush();
+          throw std::invalid_argument(places[i] + ": " + e.what());
+        }
+      }
+      answers.clear();
+    }
+    for (size_t i = 0; i < answers.size(); ++i) print(i, answers[i]);
+    std::cout.flush();
+    pending.clear();
+    places.clear();
+  };
+  size_t number = 0;
+  try {
+    for_each_json_line(in, name, [&](const nlohmann::json& j, const std::string& where) {
+      pending.push_back(parse_question_line(j, where, ++number, corpus != nullptr));
+      places.push_back(where);
+      if (pending.size() == kLinesPerCall) flush();
+    });
+  } catch (const std::invalid_argument&) {
+    flush();  // the lines before the bad one
+    throw;
+  }
+  flush();
 }
 
 }  // namespace
