@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "batched_questions.h"
 #include "deformer/cache.h"
 #include "options.h"
 
@@ -217,29 +218,18 @@ struct AnswerServer::State {
   // Answers `batch` in one reader call; on failure, each question alone, so that the error is its own.
   std::vector<std::vector<Answer>> answer(const std::vector<std::shared_ptr<Pending>>& batch) {
     const Ask& first = batch.front()->ask;
-    const Reader& r = reader(first.top_k);
-    if (first.source == Source::kRetrieval) {
-      std::vector<std::string> questions;
-      for (const auto& p : batch) questions.push_back(p->ask.question);
-      auto o = options.retrieval;
-      o.documents = first.retrieve;
-      return retrieval::retrieve_and_read(r, *index, *cache, questions, o);
+    CorpusSource corpus{cache, index, options.retrieval};
+    corpus.retrieval.documents = first.retrieve;
+    std::vector<BatchedQuestion> questions;
+    for (const auto& p : batch) {
+      BatchedQuestion q;
+      q.question = p->ask.question;
+      q.cached = p->ask.source != Source::kContext;
+      q.context = p->ask.context;
+      q.docs = p->ask.docs;
+      questions.push_back(std::move(q));
     }
-    std::vector<Query> queries;
-    if (first.source == Source::kDocuments) {
-      for (const auto& p : batch) queries.push_back({p->ask.question, p->ask.docs});
-      return r.ask(queries, *cache);
-    }
-    std::vector<Document> documents;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const std::string id = "request-" + std::to_string(i);
-      queries.push_back({batch[i]->ask.question, {id}});
-      documents.push_back({id, batch[i]->ask.context, ""});
-    }
-    auto results = r.ask(queries, documents);
-    for (auto& answers : results)
-      for (auto& a : answers) a.doc = "context";
-    return results;
+    return answer_together(reader(first.top_k), &corpus, questions);
   }
 
   void run_batches() {

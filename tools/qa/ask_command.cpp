@@ -4,6 +4,7 @@
 #include <iostream>
 #include <memory>
 
+#include "batched_questions.h"
 #include "commands.h"
 #include "deformer/cache.h"
 #include "deformer/cache_builder.h"
@@ -24,20 +25,6 @@ struct AskArgs {
   std::vector<std::string> docs;
   retrieval::RetrievalOptions retrieval;
   bool timing = false;
-};
-
-// What a question over a cache is read against: the documents it names, else those the cache's retrieval index
-// finds for it, else (no index, or --retrieve 0) every cached document.
-struct CorpusSource {
-  const cache::CacheReader* cache = nullptr;
-  std::unique_ptr<retrieval::TextIndex> index;
-  retrieval::RetrievalOptions retrieval;
-
-  std::vector<Answer> ask(const Reader& reader, const std::string& question,
-                          const std::vector<std::string>& docs) const {
-    if (!docs.empty() || !index) return reader.ask({question}, *cache, docs).front();
-    return retrieval::retrieve_and_read(reader, *index, *cache, {question}, retrieval).front();
-  }
 };
 
 // The index beside `path`, unless retrieval is off; without one, questions are read against every document, which a
@@ -62,68 +49,30 @@ std::unique_ptr<cache::CacheReader> open_cache(const std::string& path, const Mo
 }
 
 // One JSONL line of --questions, checked: {"id", "question", "context"}, or with a cache {"id", "question", "doc"?}
-// (no "doc": the documents retrieval finds).
+// (no "doc": the documents retrieval finds). Answers over a line's context name the line's id as their doc.
 struct QuestionLine {
   std::string id;
-  std::string question;
-  std::string context;   // read as a document of its own when not cached
-  std::string doc;       // the cached document named, if any
-  bool cached = false;
+  BatchedQuestion question;
 };
 
 QuestionLine parse_question_line(const nlohmann::json& j, const std::string& where, size_t number, bool have_cache) {
   if (!j.is_object() || !j.contains("question") || !j["question"].is_string())
     throw std::invalid_argument(where + ": expected an object with a string \"question\"");
   QuestionLine line;
+  auto& q = line.question;
   const bool named = j.contains("doc") && j["doc"].is_string();
   if (named && !have_cache) throw std::invalid_argument(where + ": \"doc\" names a cached document: give --cache");
-  line.cached = named || (have_cache && !j.contains("context"));
-  if (!line.cached && (!j.contains("context") || !j["context"].is_string()))
+  q.cached = named || (have_cache && !j.contains("context"));
+  if (!q.cached && (!j.contains("context") || !j["context"].is_string()))
     throw std::invalid_argument(where + ": expected a string \"context\"" + (have_cache ? "" : " or \"doc\""));
   line.id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump()) : std::to_string(number);
-  line.question = j["question"];
-  if (named) line.doc = j["doc"];
-  if (!line.cached) line.context = j["context"];
+  q.question = j["question"];
+  if (named) q.docs = {j["doc"].get<std::string>()};
+  if (!q.cached) {
+    q.context = j["context"];
+    q.context_doc = line.id;
+  }
   return line;
-}
-
-// Answers lines together, the way a server batches its queue: raw-text lines in one Reader::ask over their own
-// documents, lines naming a cached document in one over the cache, the rest in one retrieval call. Answers are
-// those of each line alone (the reader's batching does not change them).
-std::vector<std::vector<Answer>> answer_together(const Reader& reader, const CorpusSource* corpus,
-                                                 const std::vector<QuestionLine>& lines) {
-  std::vector<std::vector<Answer>> answers(lines.size());
-  std::vector<size_t> raw, named, retrieved;
-  for (size_t i = 0; i < lines.size(); ++i)
-    (!lines[i].cached ? raw : (!lines[i].doc.empty() || !corpus->index) ? named : retrieved).push_back(i);
-  if (!raw.empty()) {
-    std::vector<Query> queries;
-    std::vector<Document> documents;
-    for (size_t i : raw) {
-      const std::string key = "line-" + std::to_string(i);  // line ids need not be unique
-      queries.push_back({lines[i].question, {key}});
-      documents.push_back({key, lines[i].context, ""});
-    }
-    auto results = reader.ask(queries, documents);
-    for (size_t n = 0; n < raw.size(); ++n) {
-      for (auto& a : results[n]) a.doc = lines[raw[n]].id;
-      answers[raw[n]] = std::move(results[n]);
-    }
-  }
-  if (!named.empty()) {
-    std::vector<Query> queries;
-    for (size_t i : named)
-      queries.push_back({lines[i].question, lines[i].doc.empty() ? std::vector<std::string>{} : std::vector<std::string>{lines[i].doc}});
-    auto results = reader.ask(queries, *corpus->cache);
-    for (size_t n = 0; n < named.size(); ++n) answers[named[n]] = std::move(results[n]);
-  }
-  if (!retrieved.empty()) {
-    std::vector<std::string> questions;
-    for (size_t i : retrieved) questions.push_back(lines[i].question);
-    auto results = retrieval::retrieve_and_read(reader, *corpus->index, *corpus->cache, questions, corpus->retrieval);
-    for (size_t n = 0; n < retrieved.size(); ++n) answers[retrieved[n]] = std::move(results[n]);
-  }
-  return answers;
 }
 
 // --questions: lines are answered kLinesPerCall at a time; a bad line stops the command after the lines before it
@@ -139,14 +88,16 @@ void answer_lines(const Reader& reader, const CorpusSource* corpus, std::istream
       for (const auto& a : answers) out["answers"].push_back(to_json(a));
       std::cout << out.dump() << "\n";
     };
+    std::vector<BatchedQuestion> questions;
+    for (const auto& line : pending) questions.push_back(line.question);
     std::vector<std::vector<Answer>> answers;
     try {
-      answers = answer_together(reader, corpus, pending);
+      answers = answer_together(reader, corpus, questions);
     } catch (const std::invalid_argument&) {
       // Answered one at a time, the first line that fails is named, after the lines before it are printed.
       for (size_t i = 0; i < pending.size(); ++i) {
         try {
-          print(i, answer_together(reader, corpus, {pending[i]}).front());
+          print(i, answer_together(reader, corpus, {questions[i]}).front());
         } catch (const std::invalid_argument& e) {
           std::cout.flush();
           throw std::invalid_argument(places[i] + ": " + e.what());
@@ -207,13 +158,15 @@ void add_ask_command(CLI::App& app) {
     if (!args->docs.empty() && !cache) throw CLI::ValidationError("--doc", "--doc needs --cache");
     if (retrieve->count() && !cache) throw CLI::ValidationError("--retrieve", "--retrieve needs --cache");
     std::unique_ptr<CorpusSource> corpus;
+    std::unique_ptr<retrieval::TextIndex> index;
     if (cache) {
       corpus = std::make_unique<CorpusSource>();
       corpus->cache = cache.get();
       corpus->retrieval = args->retrieval;
       const bool retrieve_documents = args->retrieval.documents > 0;
       if (retrieve_documents) retrieval::validate(args->retrieval);
-      if (args->docs.empty()) corpus->index = open_index(args->cache, *cache, retrieve_documents, retrieve->count() > 0);
+      if (args->docs.empty()) index = open_index(args->cache, *cache, retrieve_documents, retrieve->count() > 0);
+      corpus->index = index.get();
     }
     const auto begin = std::chrono::steady_clock::now();
     if (!args->questions.empty()) {
@@ -226,7 +179,11 @@ void add_ask_command(CLI::App& app) {
       }
     } else if (cache) {
       if (args->question.empty()) throw CLI::ValidationError("--question", "give --question (or --questions FILE)");
-      const auto answers = corpus->ask(reader, args->question, args->docs);
+      BatchedQuestion question;
+      question.question = args->question;
+      question.cached = true;
+      question.docs = args->docs;
+      const auto answers = answer_together(reader, corpus.get(), {question}).front();
       if (cache->num_documents() == 0) std::cerr << "deformer-qa: the cache holds no documents: no answers" << std::endl;
       for (const auto& a : answers) std::cout << to_json(a).dump() << "\n";
     } else {
