@@ -6,6 +6,8 @@
 #   STAGE=finetune tools/train/run_gpu.sh   # full-layout baseline, the k=0 teacher, plain decomposed at each k,
 #                                           # zero-shot rows (the baseline split at k, no training)
 #   STAGE=distil KSTAR=4 tools/train/run_gpu.sh   # KD + LRS at each k from the k=0 teacher; loss-weight search at KSTAR
+#   STAGE=student NAME=N K=7 tools/train/run_gpu.sh   # one KD + LRS student alone on the GPU (INIT, default the
+#                                           # teacher; ALPHA, BETA, GAMMA, ALSO_FULL), scored in both layouts
 # Runs are seeded (SEED, default 1) and resumable: a run whose predictions exist is skipped. Runs of a stage go
 # side by side on the one GPU (a 6-layer, 384-wide model leaves most of an H200 idle at batch 128).
 # CK (default $T) takes the checkpoints, predictions and logs: a path that is not carried survives the next call on
@@ -133,5 +135,19 @@ print(max(runs, key=runs.get))' "$CK/predictions")
     fi
     bring_back "$name"
   done ;;
+student)
+  # Alone, because runs side by side time-slice the one GPU: each gets about 1/n of the steps. TEACHER defaults to
+  # $CK/teacher-k0; INIT (default the teacher) may be an earlier student, to go on training it.
+  name=${NAME:?set NAME}; teacher=${TEACHER:-$CK/teacher-k0}
+  [ -d "$teacher" ] || { echo "no teacher $teacher" >&2; exit 2; }
+  run "$name" --init "${INIT:-$teacher}" --layout deformer --k "${K:?set K}" --teacher "$teacher" \
+    --teacher-layout deformer --temperature 2 --alpha "${ALPHA:-1}" --beta "${BETA:-1}" --gamma "${GAMMA:-1}" \
+    --also-full "${ALSO_FULL:-0}" --out "$CK/$name"
+  finish
+  # The same student in the full layout: what full mode answers with this one model file.
+  python3 -m pydeformer.export "$CK/$name" --out "$CK/$name.pt"
+  python3 -m train.evaluate_model "$CK/$name.pt" --dev $T/squad-dev.pt.xz --dev-json $T/dev-v1.1.json.zip \
+    --layout full --predictions "$CK/predictions/$name-full.json" 2>&1 | tee "$CK/logs/$name-full.log"
+  for name in ${BRING:-}; do bring_back "$name"; done ;;
 *) echo "unknown STAGE $STAGE" >&2; exit 2 ;;
 esac
