@@ -141,7 +141,7 @@ student)
   name=${NAME:?set NAME}; teacher=${TEACHER:-$CK/teacher-k0}
   [ -d "$teacher" ] || { echo "no teacher $teacher" >&2; exit 2; }
   run "$name" --init "${INIT:-$teacher}" --layout deformer --k "${K:?set K}" --teacher "$teacher" \
-    --teacher-layout deformer --temperature 2 --alpha "${ALPHA:-1}" --beta "${BETA:-1}" --gamma "${GAMMA:-1}" \
+    --teacher-layout "${TEACHER_LAYOUT:-deformer}" --temperature 2 --alpha "${ALPHA:-1}" --beta "${BETA:-1}" --gamma "${GAMMA:-1}" \
     --also-full "${ALSO_FULL:-0}" --out "$CK/$name"
   finish
   # The same student in the full layout: what full mode answers with this one model file.
