@@ -10,7 +10,7 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 PACKAGES=(build-essential cmake ninja-build pkg-config ccache
           libtorch-dev python3-torch libopenblas0-openmp
           python3-venv python3-yaml python3-requests
-          libsentencepiece-dev libhdf5-dev libsqlite3-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
+          libsentencepiece-dev libhdf5-dev libsqlite3-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libxxhash-dev
           libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libgoogle-perftools-dev)
 
 install_dependencies() {

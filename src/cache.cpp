@@ -1,6 +1,7 @@
 #include "deformer/cache.h"
 
 #include "cache_codec.h"
+#include "checksum.h"
 #include "temporary_file.h"
 
 #include <fcntl.h>
@@ -603,6 +604,42 @@ std::string shard_path(const std::string& path, const ShardSpec& shard) {
 }
 
 // -----------------------------------------------------------------------------------------------------------
+// Checksums (the header's layout: /windows/checksum, /documents/checksum, "tables_checksum")
+
+namespace {
+// A window's stored rows, then its int8 scales.
+uint64_t window_checksum(const uint8_t* values, size_t value_bytes, const float* scales, size_t num_scales) {
+  const uint64_t sum = deformer::detail::checksum(values, value_bytes);
+  return num_scales ? deformer::detail::checksum(scales, num_scales * sizeof(float), sum) : sum;
+}
+
+// The tables a reader reads whole at open, each digested in file order, then the seven digests together.
+class TableDigests {
+ public:
+  void add(const std::string& id, const int64_t* id_span, const int64_t* text_span, const int64_t* token_span,
+           const int64_t* window_span, const std::vector<int64_t>& window_tokens,
+           const std::vector<int64_t>& window_rows) {
+    digests_[0].update(id.data(), id.size());
+    digests_[1].update(id_span, 16);
+    digests_[2].update(text_span, 16);
+    digests_[3].update(token_span, 16);
+    digests_[4].update(window_span, 16);
+    digests_[5].update(window_tokens.data(), window_tokens.size() * 8);
+    digests_[6].update(window_rows.data(), window_rows.size() * 8);
+  }
+  uint64_t value() const { return combine({digests_[0].value(), digests_[1].value(), digests_[2].value(),
+                                           digests_[3].value(), digests_[4].value(), digests_[5].value(),
+                                           digests_[6].value()}); }
+  static uint64_t combine(const std::array<uint64_t, 7>& digests) {
+    return deformer::detail::checksum(digests.data(), sizeof(digests));
+  }
+
+ private:
+  deformer::detail::Digest digests_[7];
+};
+}  // namespace
+
+// -----------------------------------------------------------------------------------------------------------
 // Writer
 
 struct CacheWriter::Impl {
@@ -612,14 +649,16 @@ struct CacheWriter::Impl {
   Hid file;
   Hid value_type;
   Appender id_bytes, id_span, text_bytes, text_span, token_span, window_span, char_offsets, token_words,
-      window_tokens, window_rows, values, scales;
+      window_tokens, window_rows, values, scales, window_checksums, document_checksums;
+  TableDigests tables;  // of the tables a reader holds from open on
   std::unordered_set<std::string> ids;
   int64_t documents = 0, windows = 0, rows = 0, tokens = 0, id_size = 0, text_size = 0;
   bool committed = false;
 
   void close_all() {
     for (Appender* a : {&id_bytes, &id_span, &text_bytes, &text_span, &token_span, &window_span, &char_offsets,
-                        &token_words, &window_tokens, &window_rows, &values, &scales})
+                        &token_words, &window_tokens, &window_rows, &values, &scales, &window_checksums,
+                        &document_checksums})
       a->close();
     value_type.reset();
     file.reset();
@@ -683,6 +722,8 @@ std::unique_ptr<CacheWriter> CacheWriter::create(const std::string& path, const 
   w.token_words = Appender(tokens.get(), "word", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, 1 << 14, 0, false);
   w.window_tokens = i64(windows.get(), "token_span", 2, table_chunk);
   w.window_rows = i64(windows.get(), "row_span", 2, table_chunk);
+  w.window_checksums = i64(windows.get(), "checksum", 0, table_chunk);
+  w.document_checksums = i64(documents.get(), "checksum", 3, table_chunk);
   w.value_type = state_type(metadata.state_dtype);
   // The file type is also the memory type: values are already encoded, so HDF5 converts nothing.
   w.values = Appender(states.get(), "values", w.value_type.get(), w.value_type.get(), hidden, state_chunk,
@@ -726,7 +767,7 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
     words = token_words;
   }
   const int64_t hidden = w.metadata.hidden_size, block = w.metadata.document_block;
-  std::vector<int64_t> spans, row_spans;
+  std::vector<int64_t> spans, row_spans, window_sums;
   std::vector<uint8_t> encoded;
   std::vector<float> scales;
   int64_t rows = 0;
@@ -748,7 +789,10 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
         bad(which + "state value " + std::to_string(win.states[j]) + " at row " + std::to_string(j / hidden) +
             " exceeds the fp16 range (65504); store fp32 or bf16");
     }
+    const size_t encoded_before = encoded.size(), scales_before = scales.size();
     quantise(w.metadata.state_dtype, win.states, win.rows, hidden, encoded, scales);
+    window_sums.push_back(static_cast<int64_t>(window_checksum(encoded.data() + encoded_before,
+        encoded.size() - encoded_before, scales.data() + scales_before, scales.size() - scales_before)));
     spans.insert(spans.end(), {win.tokens.begin, win.tokens.end});
     row_spans.insert(row_spans.end(), {w.rows + rows, win.rows});
     rows += win.rows;
@@ -759,6 +803,9 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
   const int64_t text_span[2] = {w.text_size, w.text_size + static_cast<int64_t>(text.size())};
   const int64_t token_span[2] = {w.tokens, w.tokens + num_tokens};
   const int64_t window_span[2] = {w.windows, w.windows + static_cast<int64_t>(windows.size())};
+  const int64_t document_sums[3] = {static_cast<int64_t>(deformer::detail::checksum(text.data(), text.size())),
+                                    static_cast<int64_t>(deformer::detail::checksum(offsets.data(), offsets.size() * 4)),
+                                    static_cast<int64_t>(deformer::detail::checksum(words.data(), words.size() * 4))};
   w.id_bytes.append(id.data(), id.size());
   w.text_bytes.append(text.data(), text.size());
   w.id_span.append(id_span, 1);
@@ -769,6 +816,9 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
   w.token_words.append(words.data(), num_tokens);
   w.window_tokens.append(spans.data(), windows.size());
   w.window_rows.append(row_spans.data(), windows.size());
+  w.window_checksums.append(window_sums.data(), windows.size());
+  w.document_checksums.append(document_sums, 1);
+  w.tables.add(id, id_span, text_span, token_span, window_span, spans, row_spans);
   w.values.append(encoded.data(), rows);
   if (w.metadata.state_dtype == StateDType::kInt8) w.scales.append(scales.data(), rows);
   w.ids.insert(id);
@@ -788,6 +838,7 @@ void CacheWriter::commit() {
     write_int_attribute(w.file.get(), "num_documents", w.documents);
     write_int_attribute(w.file.get(), "num_windows", w.windows);
     write_int_attribute(w.file.get(), "num_rows", w.rows);
+    write_int_attribute(w.file.get(), "tables_checksum", static_cast<int64_t>(w.tables.value()));
     write_int_attribute(w.file.get(), "complete", 1);
     check(H5Fflush(w.file.get(), H5F_SCOPE_GLOBAL), "cannot flush '" + w.temporary + "'");
     w.close_all();
@@ -1153,6 +1204,7 @@ struct Shard {
   timespec modified{};
   RowReader values, scales, text_bytes, char_offsets, token_words;  // token_words: absent in older files
   int64_t num_rows = 0;
+  bool checksummed = false;  // files written before checksums existed are read unverified
 
   // Before every read: chunk addresses and tables were read at open, and bytes of an edited file would be
   // garbage, or missing past a new end. A file renamed over this one is another inode and does not matter.
@@ -1171,6 +1223,22 @@ struct Shard {
                                "' changed on disk after it was opened (modified since); open it again");
   }
 };
+
+// True when none of the n values at `data` (fp32, or 16-bit as stored) is an infinity or a NaN.
+bool all_finite(const uint8_t* data, int64_t n, StateDType dtype) {
+  if (dtype == StateDType::kFloat32) {
+    const float* values = reinterpret_cast<const float*>(data);
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(values[i])) return false;
+    return true;
+  }
+  // A 16-bit float is non-finite when its exponent bits are all ones.
+  const uint16_t exponent = dtype == StateDType::kFloat16 ? 0x7c00 : 0x7f80;
+  const uint16_t* values = reinterpret_cast<const uint16_t*>(data);
+  for (int64_t i = 0; i < n; ++i)
+    if ((values[i] & exponent) == exponent) return false;
+  return true;
+}
 
 // Runs body(begin, end) over [0, n) cut into `parts` contiguous ranges, the calling thread taking the first,
 // and rethrows the first exception of any range once all have finished.
@@ -1215,6 +1283,10 @@ struct CacheReader::Impl {
   std::vector<int> document_shard;
   std::vector<std::array<int64_t, 4>> document_spans;
   std::vector<int64_t> window_first_row;  // within the window's shard
+  // Stored checksums (zeros for a shard without them): per window, and per document of its text, token offsets
+  // and word indices.
+  std::vector<uint64_t> stored_window_checksum;
+  std::vector<std::array<uint64_t, 3>> stored_document_checksum;
   std::unordered_map<std::string, int64_t> by_id;
   ReadOptions options;
   int read_threads = 1;
@@ -1225,7 +1297,23 @@ struct CacheReader::Impl {
   // rows are wanted as stored, then zeros. `staging` and `scales` are the calling thread's buffers.
   void read_window(int64_t w, int64_t block, bool as_stored, uint8_t* target, std::vector<uint8_t>& staging,
                    std::vector<float>& scales) const;
+  const Shard& shard_of_document(int64_t d) const { return shards[document_shard[d]]; }
+  bool verifies(const Shard& shard) const { return shard.checksummed && options.verify_checksums; }
+  // Throws naming the cache, the document and what of it does not match its checksum.
+  void check_document_part(int64_t d, int part, const void* data, size_t bytes) const;
+  [[noreturn]] void damaged(int64_t d, const std::string& what) const;
 };
+
+void CacheReader::Impl::damaged(int64_t d, const std::string& what) const {
+  throw std::runtime_error("cache '" + shard_of_document(d).path + "' is damaged: " + what + " of document '" +
+                           documents[d].id + "' (deformer-cache verify lists every damaged part)");
+}
+
+void CacheReader::Impl::check_document_part(int64_t d, int part, const void* data, size_t bytes) const {
+  static const char* const names[3] = {"the text", "the token offsets", "the word indices"};
+  if (verifies(shard_of_document(d)) && deformer::detail::checksum(data, bytes) != stored_document_checksum[d][part])
+    damaged(d, std::string(names[part]) + " do not match their checksum");
+}
 
 void CacheReader::Impl::add_shard(const std::string& path) {
   Lock lock(h5_mutex());
@@ -1332,6 +1420,26 @@ void CacheReader::Impl::add_shard(const std::string& path) {
       read_int_attribute(file, "num_rows", path) != shard.num_rows)
     corrupt("counts differ from the tables");
 
+  // Checksums: in every file this version writes. A file written before them is read unverified.
+  shard.checksummed = H5Lexists(file, "/windows/checksum", H5P_DEFAULT) > 0;
+  std::vector<int64_t> window_sums, document_sums;
+  if (shard.checksummed) {
+    if (!has_attribute(file, "tables_checksum")) corrupt("it has window checksums but no tables checksum");
+    window_sums = read_table(file, "/windows/checksum", 0, path);
+    document_sums = read_table(file, "/documents/checksum", 3, path);
+    if (window_sums.size() != static_cast<size_t>(num_windows) || document_sums.size() / 3 != static_cast<size_t>(num_documents))
+      corrupt("checksum tables differ in length from the tables");
+    auto digest = [](const void* data, size_t bytes) { return deformer::detail::checksum(data, bytes); };
+    const uint64_t tables = TableDigests::combine(
+        {digest(id_bytes.data(), id_bytes.size()), digest(id_span.data(), id_span.size() * 8),
+         digest(text_span.data(), text_span.size() * 8), digest(token_span.data(), token_span.size() * 8),
+         digest(window_span.data(), window_span.size() * 8), digest(window_tokens.data(), window_tokens.size() * 8),
+         digest(row_span.data(), row_span.size() * 8)});
+    if (options.verify_checksums &&
+        tables != static_cast<uint64_t>(read_int_attribute(file, "tables_checksum", path)))
+      throw std::runtime_error("cache '" + path + "' is damaged: its document and window tables do not match their "
+                               "checksum");
+  }
   const int shard_index = static_cast<int>(shards.size());
   const int64_t window_base = static_cast<int64_t>(windows.size());
   auto in_range = [](int64_t begin, int64_t end, int64_t size) { return 0 <= begin && begin <= end && end <= size; };
@@ -1359,6 +1467,12 @@ void CacheReader::Impl::add_shard(const std::string& path) {
     }
     document_shard.push_back(shard_index);
     document_spans.push_back({ts[0], ts[1], ks[0], ks[1]});
+    if (shard.checksummed)
+      stored_document_checksum.push_back({static_cast<uint64_t>(document_sums[3 * d]),
+                                   static_cast<uint64_t>(document_sums[3 * d + 1]),
+                                   static_cast<uint64_t>(document_sums[3 * d + 2])});
+    else
+      stored_document_checksum.push_back({0, 0, 0});
     documents.push_back(std::move(info));
   }
   for (int64_t w = 0; w < num_windows; ++w) {
@@ -1368,6 +1482,7 @@ void CacheReader::Impl::add_shard(const std::string& path) {
     info.rows = row_span[2 * w + 1];
     windows.push_back(info);
     window_first_row.push_back(row_span[2 * w]);
+    stored_window_checksum.push_back(shard.checksummed ? static_cast<uint64_t>(window_sums[w]) : 0);
   }
   for (int64_t d = documents.size() - num_documents; d < static_cast<int64_t>(documents.size()); ++d)
     for (int64_t w = 0; w < documents[d].num_windows; ++w) windows[documents[d].first_window + w].document = d;
@@ -1459,6 +1574,11 @@ const CacheMetadata& CacheReader::metadata() const { return impl_->metadata; }
 int64_t CacheReader::num_documents() const { return impl_->documents.size(); }
 int64_t CacheReader::num_windows() const { return impl_->windows.size(); }
 int64_t CacheReader::num_shards() const { return impl_->shards.size(); }
+bool CacheReader::checksums() const {
+  for (const auto& shard : impl_->shards)
+    if (!shard.checksummed) return false;
+  return true;
+}
 bool CacheReader::direct_reads() const {
   for (const auto& shard : impl_->shards)
     if (!shard.values.direct() || (shard.metadata.state_dtype == StateDType::kInt8 && !shard.scales.direct()))
@@ -1504,6 +1624,7 @@ std::string CacheReader::document_text(int64_t index) const {
   if (text.empty()) return text;
   shard.check_unchanged();
   shard.text_bytes.read(span[0], static_cast<int64_t>(text.size()), text.data());
+  impl_->check_document_part(index, 0, text.data(), text.size());
   return text;
 }
 
@@ -1516,8 +1637,16 @@ std::vector<CharSpan> CacheReader::token_offsets(int64_t index) const {
     shard.check_unchanged();
     shard.char_offsets.read(span[2], span[3] - span[2], raw.data());
   }
+  impl_->check_document_part(index, 1, raw.data(), raw.size() * 4);
+  // Also where no checksum says so (older files): offsets within the text, whose bytes bound its code points.
+  const int64_t text_bytes = span[1] - span[0];
   std::vector<CharSpan> offsets(raw.size() / 2);
-  for (size_t t = 0; t < offsets.size(); ++t) offsets[t] = {raw[2 * t], raw[2 * t + 1]};
+  for (size_t t = 0; t < offsets.size(); ++t) {
+    offsets[t] = {raw[2 * t], raw[2 * t + 1]};
+    if (offsets[t].begin < 0 || offsets[t].begin > offsets[t].end || offsets[t].end > text_bytes)
+      impl_->damaged(index, "token " + std::to_string(t) + " has offsets [" + std::to_string(offsets[t].begin) + ", " +
+                                std::to_string(offsets[t].end) + ") outside its text");
+  }
   return offsets;
 }
 
@@ -1529,7 +1658,14 @@ std::vector<int32_t> CacheReader::token_words(int64_t index) const {
   std::vector<int32_t> words(span[3] - span[2]);
   shard.check_unchanged();
   shard.token_words.read(span[2], span[3] - span[2], words.data());
-  if (words.front() < 0) return {};
+  impl_->check_document_part(index, 2, words.data(), words.size() * 4);
+  const bool recorded = words.front() >= 0;  // -1 throughout: not recorded
+  for (size_t t = 0; t < words.size(); ++t)
+    if (recorded ? words[t] < 0 || words[t] > static_cast<int64_t>(t) || (t > 0 && words[t] < words[t - 1])
+                 : words[t] != -1)
+      impl_->damaged(index, "the word index of token " + std::to_string(t) + " (" + std::to_string(words[t]) +
+                                ") is out of order");
+  if (!recorded) return {};
   return words;
 }
 
@@ -1562,7 +1698,18 @@ void CacheReader::Impl::read_window(int64_t w, int64_t block, bool as_stored, ui
     scales.resize(std::max<size_t>(scales.size(), rows));
     shard.scales.read(first, rows, scales.data());
   }
+  const uint8_t* stored = in_place ? target : staging.data();
+  const int64_t d = windows[w].document;
+  if (verifies(shard)) {
+    if (window_checksum(stored, rows * hidden * element_size(dtype), scales.data(), dtype == StateDType::kInt8 ? rows : 0) !=
+        stored_window_checksum[w])
+      damaged(d, "the states of window " + std::to_string(w - documents[d].first_window) + " do not match their checksum");
+  }
   if (!in_place) dequantise(dtype, staging.data(), scales.data(), rows, hidden, reinterpret_cast<float*>(target));
+  // Without a checksum to vouch for them (older files, or verification off), states are at least finite, as the
+  // writer made them: a NaN would otherwise come out as an answer with a null score.
+  if (!verifies(shard) && !all_finite(target, rows * hidden, as_stored ? dtype : StateDType::kFloat32))
+    damaged(d, "window " + std::to_string(w - documents[d].first_window) + " has non-finite states");
   // Zero padding rows (all-zero bits are +0.0 in fp32, fp16 and bf16 alike).
   std::fill(target + rows * hidden * out_element, target + block * hidden * out_element, uint8_t(0));
 }

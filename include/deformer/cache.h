@@ -17,6 +17,11 @@
 //   /windows/row_span      int64 [W, 2]   [first row, row count) of the window in /states/values
 //   /states/values         fp32|fp16|bf16|int8 [R, H]  ragged: only real rows, no padding
 //   /states/scale          float32 [R]    int8 only: per-row absmax / 127
+//   /windows/checksum      int64 [W]      XXH3-64 of the window's stored rows of /states/values, then of its scales
+//   /documents/checksum    int64 [D, 3]   XXH3-64 of the document's text bytes, its char_offsets rows, its word rows
+// and the root attribute "tables_checksum": XXH3-64 of the XXH3-64s of id_bytes, the four /documents spans and the
+// two /windows spans, which a reader holds from open on. Checksums are stored as int64 bit patterns. Files
+// written before them lack all three and are read unverified (CacheReader::checksums()).
 // fp16 is the IEEE binary16 layout and bf16 the top half of binary32, both declared as HDF5 float types
 // so that h5py and h5dump read them as floats.
 //
@@ -140,6 +145,11 @@ struct ReadOptions {
   // library's writer does not produce) through H5Dread, as is everything with a libhdf5 other than 1.10 (the
   // chunk index is located through 1.10's object addresses). false sends every read through H5Dread, to compare.
   bool direct_reads = true;
+  // Every read is checked against the stored checksums (the tables at open, a document's text, offsets and words
+  // when read, a window's states when read); a mismatch throws std::runtime_error naming the cache, document and
+  // part. false skips the checks, for trusted files and to measure their cost. States of files without checksums
+  // are still refused when non-finite, and every file's offsets and word indices are range-checked.
+  bool verify_checksums = true;
 };
 
 // Reads one cache file, or a merged view of shards through an index file written by merge_shards().
@@ -169,6 +179,8 @@ class CacheReader {
   int64_t num_documents() const;
   int64_t num_windows() const;
   int64_t num_shards() const;
+  // True when every shard stores checksums (files of this version); older files are read unverified.
+  bool checksums() const;
   // True when every shard's states (and int8 scales) are read without HDF5 (ReadOptions::direct_reads).
   bool direct_reads() const;
   std::vector<std::string> document_ids() const;
