@@ -1305,8 +1305,8 @@ struct CacheReader::Impl {
 };
 
 void CacheReader::Impl::damaged(int64_t d, const std::string& what) const {
-  throw std::runtime_error("cache '" + shard_of_document(d).path + "' is damaged: " + what + " of document '" +
-                           documents[d].id + "' (deformer-cache verify lists every damaged part)");
+  throw std::runtime_error("cache '" + shard_of_document(d).path + "' is damaged: document '" + documents[d].id +
+                           "': " + what + " (deformer-cache verify lists every damaged part)");
 }
 
 void CacheReader::Impl::check_document_part(int64_t d, int part, const void* data, size_t bytes) const {
@@ -1703,13 +1703,13 @@ void CacheReader::Impl::read_window(int64_t w, int64_t block, bool as_stored, ui
   if (verifies(shard)) {
     if (window_checksum(stored, rows * hidden * element_size(dtype), scales.data(), dtype == StateDType::kInt8 ? rows : 0) !=
         stored_window_checksum[w])
-      damaged(d, "the states of window " + std::to_string(w - documents[d].first_window) + " do not match their checksum");
+      damaged(d, "window " + std::to_string(w - documents[d].first_window) + ": its states do not match their checksum");
   }
   if (!in_place) dequantise(dtype, staging.data(), scales.data(), rows, hidden, reinterpret_cast<float*>(target));
   // Without a checksum to vouch for them (older files, or verification off), states are at least finite, as the
   // writer made them: a NaN would otherwise come out as an answer with a null score.
   if (!verifies(shard) && !all_finite(target, rows * hidden, as_stored ? dtype : StateDType::kFloat32))
-    damaged(d, "window " + std::to_string(w - documents[d].first_window) + " has non-finite states");
+    damaged(d, "window " + std::to_string(w - documents[d].first_window) + ": its states are not finite");
   // Zero padding rows (all-zero bits are +0.0 in fp32, fp16 and bf16 alike).
   std::fill(target + rows * hidden * out_element, target + block * hidden * out_element, uint8_t(0));
 }

@@ -176,6 +176,12 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
   add_test(NAME cli_cache_interrupted_last_batch COMMAND ${CLI_DIR}/interrupt_last_batch.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${CACHE_WORK}/last-batch)
   set_tests_properties(cli_cache_interrupted_last_batch PROPERTIES PASS_REGULAR_EXPRESSION "stopped in the last batch")
+  # eval --cache refuses a cache built from another version of the SQuAD file.
+  cli_test(eval_stale_cache 0 "stale cache: ok" ${CLI_DIR}/stale_cache.sh ${QA} ${CACHE_TOOL} ${OWN_MODEL}
+           ${CACHE_WORK}/stale)
+  # A damaged cache: verify lists what is damaged, and ask refuses to answer from it.
+  cli_test(cache_verify 0 "verify: ok" ${CLI_DIR}/verify.sh ${CACHE_TOOL} ${QA} ${OWN_MODEL}
+           ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/verify)
   cli_test(cache_shards_and_merge 0 "documents: 4" ${CLI_DIR}/shards.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/shards)
   cli_test(retrieve_then_read 0 "retrieval: ok" ${CLI_DIR}/retrieval.sh ${CACHE_TOOL} ${QA} ${OWN_MODEL}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # shards.sh DEFORMER_CACHE MODEL INPUT WORKDIR: two shards built, a finished shard skipped on re-run and rebuilt
-# when asked with other settings, stale temporaries removed, the shards merged into an index that reads as one cache holding every document once.
+# when asked with other settings or when its documents were edited, stale temporaries removed, the shards merged into an index that reads as one cache holding every document once.
 set -eu
 cache=$1 model=$2 input=$3 work=$4
 mkdir -p "$work"
@@ -20,6 +20,16 @@ touch "$shard0.tmp-$dead-dead" "$shard0.tmp-$$-live"
 rm -f "$shard0.tmp-$$-live"
 "$cache" build --model "$model" --input "$input" --out "$work/sharded.h5" --shard-index 0 --num-shards 2 --k 2 \
   | grep "is complete, skipped"
+# Documents edited since the shard was built: it is rebuilt, not skipped (the input must be a directory of .txt).
+rm -rf "$work/edited" && mkdir -p "$work/edited" && cp "$input"/*.txt "$work/edited/"
+for f in "$work/edited"/*.txt; do echo " Edited since." >> "$f"; done
+# (Shard 1 holds the four sample documents.)
+"$cache" build --model "$model" --input "$work/edited" --out "$work/sharded.h5" --shard-index 1 --num-shards 2 \
+  | grep "was built otherwise (the text of document '.*' changed): rebuilding"
+"$cache" build --model "$model" --input "$work/edited" --out "$work/sharded.h5" --shard-index 1 --num-shards 2 \
+  | grep "is complete, skipped"
+"$cache" build --model "$model" --input "$input" --out "$work/sharded.h5" --shard-index 1 --num-shards 2 \
+  | grep "was built otherwise (the text of document '.*' changed): rebuilding"
 "$cache" build --model "$model" --input "$input" --out "$work/sharded.h5" --shard-index 0 --num-shards 2 --dtype fp16 \
   | grep "was built otherwise (.*k is '2' in the cache, expected '3'.*): rebuilding"
 "$cache" build --model "$model" --input "$input" --out "$work/sharded.h5" --shard-index 0 --num-shards 2 \

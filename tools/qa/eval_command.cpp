@@ -52,6 +52,27 @@ void write_predictions(const squad::Predictions& predictions, const std::string&
 
 }  // namespace
 
+// A cache answers for a SQuAD file only when it holds every paragraph of it with the same text: one built from
+// another version of the file would answer from old paragraphs (exit 0, wrong scores).
+void require_same_paragraphs(const cache::CacheReader& cache, const std::string& cache_path,
+                             const squad::Dataset& dataset, const std::string& squad_path) {
+  for (size_t a = 0; a < dataset.articles.size(); ++a)
+    for (size_t p = 0; p < dataset.articles[a].paragraphs.size(); ++p) {
+      const std::string id = squad::paragraph_id(dataset.articles[a], a, p);
+      const auto hint = " (rebuild it: deformer-cache build --input " + squad_path + ")";
+      int64_t index = -1;
+      try {
+        index = cache.find(id);
+      } catch (const std::invalid_argument&) {
+        throw std::runtime_error("cache '" + cache_path + "' was not built from '" + squad_path + "': it lacks paragraph '" +
+                                 id + "'" + hint);
+      }
+      if (cache.document_text(index) != dataset.articles[a].paragraphs[p].context)
+        throw std::runtime_error("cache '" + cache_path + "' was built from another version of '" + squad_path +
+                                 "': the text of paragraph '" + id + "' differs" + hint);
+    }
+}
+
 void add_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "Answer every question of a SQuAD v1.1/v2.0 file and print EM/F1 "
@@ -105,6 +126,7 @@ void add_eval_command(CLI::App& app) {
       std::cout << result.dump(args->json ? -1 : 1) << std::endl;
       return;
     }
+    if (cache) require_same_paragraphs(*cache, args->cache, dataset, args->squad);
     std::unique_ptr<ResidentCache> resident;
     if (args->resident) resident = std::make_unique<ResidentCache>(*cache, model);
 
