@@ -129,8 +129,9 @@ std::string question_file(StateDType dtype) {
   return path;
 }
 
-// Arguments: dtype (0 fp32, 1 fp16), as stored (16-bit out), windows per call, ReadOptions::read_threads,
-// ReadOptions::direct_reads (0: every read through H5Dread, as before direct reads existed).
+// Arguments: dtype (0 fp32, 1 fp16, 3 int8), as stored (16-bit out), windows per call, ReadOptions::read_threads,
+// ReadOptions::direct_reads (0: every read through H5Dread, as before direct reads existed),
+// ReadOptions::verify_checksums (0: the cost of verifying every window, measured against 1).
 void BM_QuestionRead(benchmark::State& state) {
   const auto dtype = static_cast<StateDType>(state.range(0));
   const bool as_stored = state.range(1) != 0;
@@ -138,6 +139,7 @@ void BM_QuestionRead(benchmark::State& state) {
   ReadOptions options;
   options.read_threads = static_cast<int>(state.range(3));
   options.direct_reads = state.range(4) != 0;
+  options.verify_checksums = state.range(5) != 0;
   auto reader = CacheReader::open(question_file(dtype), options);
   if (reader->direct_reads() != options.direct_reads) state.SkipWithError("direct reads unavailable");
   const size_t values = static_cast<size_t>(batch) * kQuestionRows * kHidden;
@@ -153,13 +155,14 @@ void BM_QuestionRead(benchmark::State& state) {
       reader->read_windows(request, kQuestionRows, floats.data());
     benchmark::ClobberMemory();
   }
-  const double bytes_per_window = static_cast<double>(kQuestionRows) * kHidden * (dtype == StateDType::kFloat32 ? 4 : 2);
+  const double bytes_per_window = static_cast<double>(kQuestionRows) * kHidden *
+                                  (dtype == StateDType::kFloat32 ? 4 : dtype == StateDType::kInt8 ? 1 : 2);
   state.SetItemsProcessed(state.iterations() * batch);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * batch * bytes_per_window));
   state.counters["us/window"] = benchmark::Counter(static_cast<double>(state.iterations()) * batch,
                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.SetLabel(std::string(to_string(dtype)) + (as_stored ? " as stored" : " to float") +
-                 (options.direct_reads ? " pread" : " H5Dread"));
+                 (options.direct_reads ? " pread" : " H5Dread") + (options.verify_checksums ? "" : " unverified"));
 }
 
 // The question path's per-document lookups: document(find(id)), token_offsets and document_text.
@@ -202,11 +205,12 @@ void write_arguments(benchmark::internal::Benchmark* b) {
 }
 
 void question_arguments(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"dtype", "stored", "batch", "threads", "direct"});
-  for (auto [dtype, as_stored] : std::vector<std::pair<int, int>>{{0, 0}, {1, 1}, {1, 0}})
+  b->ArgNames({"dtype", "stored", "batch", "threads", "direct", "verify"});
+  for (auto [dtype, as_stored] : std::vector<std::pair<int, int>>{{0, 0}, {1, 1}, {1, 0}, {3, 0}})
     for (int batch : {1, 8, 256}) {
-      b->Args({dtype, as_stored, batch, 1, 0});
-      for (int threads : {1, 2, 4}) b->Args({dtype, as_stored, batch, threads, 1});
+      b->Args({dtype, as_stored, batch, 1, 0, 1});
+      b->Args({dtype, as_stored, batch, 1, 1, 0});
+      for (int threads : {1, 2, 4}) b->Args({dtype, as_stored, batch, threads, 1, 1});
     }
 }
 

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -36,6 +37,36 @@ void set_parameter(torch::jit::Module& module, const std::string& path, const at
 
 // deformer-export --storage-dtype int8 stores each weight matrix W as buffers W_int8 (int8) and W_scale (one fp32
 // scale per row) beside an empty W; this puts W = W_int8 * W_scale back and empties the int8 buffers.
+// The exporter's deformer/weights_checksum ("crc32:" and 8 hex digits): zlib's CRC-32 chained over the config
+// JSON, the vocabulary, then, by name, each tensor's name and its bytes as stored. zlib, because Python's
+// exporter has it built in; the zip container's own CRCs are not checked by LibTorch's reader.
+std::string weights_checksum(const torch::jit::Module& module, const std::string& config, const std::string& vocabulary) {
+  auto update = [](uLong crc, const void* data, size_t bytes) {
+    const auto* p = static_cast<const Bytef*>(data);
+    for (; bytes > 0;) {  // crc32() takes at most 4 GiB a call
+      const uInt n = static_cast<uInt>(std::min<size_t>(bytes, 1u << 30));
+      crc = ::crc32(crc, p, n);
+      p += n;
+      bytes -= n;
+    }
+    return crc;
+  };
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  crc = update(crc, config.data(), config.size());
+  crc = update(crc, vocabulary.data(), vocabulary.size());
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) tensors.emplace(p.name, p.value);
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) tensors.emplace(b.name, b.value);
+  for (const auto& [name, tensor] : tensors) {
+    const at::Tensor bytes = tensor.detach().to(at::kCPU).contiguous();
+    crc = update(crc, name.data(), name.size());
+    crc = update(crc, bytes.data_ptr(), bytes.numel() * bytes.element_size());
+  }
+  char text[16];
+  std::snprintf(text, sizeof(text), "%08lx", static_cast<unsigned long>(crc & 0xffffffffUL));
+  return std::string("crc32:") + text;
+}
+
 void widen_int8_weights(torch::jit::Module& module, const std::string& path) {
   static const std::string kSuffix = "_int8";
   std::map<std::string, at::Tensor> buffers;
@@ -194,7 +225,8 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
                                   {"deformer/config.json", ""},
                                   {"deformer/vocab.txt", ""},
                                   {"deformer/spiece.model", ""},
-                                  {"deformer/content_hash", ""}};
+                                  {"deformer/content_hash", ""},
+                                  {"deformer/weights_checksum", ""}};
   try {
     impl->module = torch::jit::load(path, impl->device, extra);
   } catch (const c10::Error& e) {
@@ -219,6 +251,13 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     if (!impl->module.find_method(method))
       throw std::runtime_error("'" + path + "' lacks the method '" + std::string(method) + "'");
 
+  const std::string& stored_checksum = extra["deformer/weights_checksum"];
+  if (options.verify_weights && !stored_checksum.empty()) {
+    const std::string computed = weights_checksum(impl->module, extra["deformer/config.json"], impl->vocabulary);
+    if (computed != stored_checksum)
+      throw std::runtime_error("model file '" + path + "' is damaged: its weights, config or vocabulary do not match "
+                               "its checksum (" + computed + ", stored " + stored_checksum + ")");
+  }
   impl->module.eval();
   if (impl->config.storage_dtype == "int8") {
     torch::NoGradGuard no_grad;

@@ -176,6 +176,9 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
   add_test(NAME cli_cache_interrupted_last_batch COMMAND ${CLI_DIR}/interrupt_last_batch.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${CACHE_WORK}/last-batch)
   set_tests_properties(cli_cache_interrupted_last_batch PROPERTIES PASS_REGULAR_EXPRESSION "stopped in the last batch")
+  # A model file with a flipped bit is refused by name.
+  cli_test(damaged_model 0 "damaged model: ok" ${DEFORMER_PYTHON} ${CLI_DIR}/damaged_model.py ${QA} ${OWN_MODEL}
+           ${CACHE_WORK}/damaged-model)
   # eval --cache refuses a cache built from another version of the SQuAD file.
   cli_test(eval_stale_cache 0 "stale cache: ok" ${CLI_DIR}/stale_cache.sh ${QA} ${CACHE_TOOL} ${OWN_MODEL}
            ${CACHE_WORK}/stale)

@@ -32,6 +32,11 @@ struct LoadOptions {
   // lower layers) replay captured CUDA graphs, padded to a few fixed shapes: such calls are bound by kernel
   // launches. Needs native_layers.
   bool cuda_graphs = true;
+  // Recompute the file's checksum of its weights, config and vocabulary (deformer/weights_checksum) and refuse a
+  // file that does not match it: a damaged file would otherwise answer, and be accepted by caches of the intact
+  // one. false skips it for trusted files. Files exported before the checksum existed, and int8-quantized ones,
+  // have none, and load unverified.
+  bool verify_weights = true;
 };
 
 // The shape and conventions a model file declares (docs/design.md, 'Layouts' and 'Model file').

@@ -7,12 +7,15 @@ The file is a TorchScript archive of BertQA or XLNetQA with these extra files, w
   deformer/vocab.txt        BERT: the WordPiece vocabulary, one token a line
   deformer/spiece.model     XLNet: the SentencePiece model (spiece.model bytes)
   deformer/content_hash     sha256 over config, tokenizer data and every tensor (identifies the model in caches)
+  deformer/weights_checksum CRC-32 over the stored config, tokenizer data and tensors (Model::load refuses a damaged
+                            file; absent in int8-quantized files)
 """
 import hashlib
 import json
 import os
 import struct
 import tempfile
+import zlib
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -209,6 +212,18 @@ def content_hash(config: Dict, vocab: bytes, state: Dict[str, torch.Tensor]) -> 
     return "sha256:" + h.hexdigest()
 
 
+def weights_checksum(config_json: bytes, vocab: bytes, state: Dict[str, torch.Tensor]) -> str:
+    """What Model::load recomputes to refuse a damaged file (src/model.cpp): zlib's CRC-32 over the config JSON, the
+    vocabulary, then, by name, each tensor's name and its bytes as stored."""
+    crc = zlib.crc32(config_json)
+    crc = zlib.crc32(vocab, crc)
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        crc = zlib.crc32(name.encode(), crc)
+        crc = zlib.crc32(t.reshape(-1).view(torch.uint8).numpy().tobytes(), crc)
+    return "crc32:%08x" % crc
+
+
 def int8_rows(matrix: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """A matrix as int8 with one fp32 scale per row (absmax / 127), and the scales."""
     w = matrix.detach().float()
@@ -297,12 +312,15 @@ def write_model_file(model, model_config, vocab: bytes, do_lower_case: bool, out
     if quantize != "none":
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     scripted = torch.jit.script(model)
+    config_json = json.dumps(config, indent=1, sort_keys=True)
     extra = {
         "deformer/format_version": str(FORMAT_VERSION),
-        "deformer/config.json": json.dumps(config, indent=1, sort_keys=True),
+        "deformer/config.json": config_json,
         "deformer/" + tokenizer_file: vocab,
         "deformer/content_hash": digest,
     }
+    if quantize == "none":  # quantized Linears keep their weights in packed parameters, outside the state dict
+        extra["deformer/weights_checksum"] = weights_checksum(config_json.encode(), vocab, scripted.state_dict())
     directory = os.path.dirname(os.path.abspath(out))
     fd, tmp = tempfile.mkstemp(prefix=".deformer-export-", suffix=".pt", dir=directory)
     os.close(fd)
