@@ -103,6 +103,19 @@ void BM_Deformer(benchmark::State& state) {
   set_counters(state, batch);
 }
 
+// Model::load of DEFORMER_BENCH_MODEL with and without recomputing its weights checksum (the argument: 1 verifies):
+// what verification adds to every tool's start.
+void BM_ModelLoad(benchmark::State& state) {
+  const char* path = std::getenv("DEFORMER_BENCH_MODEL");
+  if (!path) return state.SkipWithError("set DEFORMER_BENCH_MODEL");
+  deformer::LoadOptions options;
+  if (const char* d = std::getenv("DEFORMER_BENCH_DEVICE")) options.device = deformer::parse_device(d);
+  options.verify_weights = state.range(0) != 0;
+  for (auto _ : state) benchmark::DoNotOptimize(Model::load(path, options));
+  state.SetLabel(options.verify_weights ? "verified" : "unverified");
+}
+BENCHMARK(BM_ModelLoad)->ArgName("verify")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // Batches 32 and 256 are for GPUs (select with --benchmark_filter on a CPU).
 BENCHMARK(BM_Full)
     ->ArgNames({"batch", "engine"})
