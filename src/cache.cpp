@@ -101,6 +101,21 @@ void silence_hdf5() {
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
 }
 
+// HDF5 closes what is still open in an atexit handler; after a write failed on a full disk, that close crashed
+// (SIGSEGV in H5F__close_cb, exit 139, after the error was printed). Nothing here needs it: a committed file is
+// closed by commit(), and an uncommitted one is a temporary that its writer removes. So HDF5 registers none. It
+// must be said before the library's first HDF5 call, hence at load.
+const bool kNoHdf5Atexit = [] { return H5dont_atexit() >= 0; }();
+
+// Why the last write failed, where the system said (errno is cleared before each write): a full disk, a quota,
+// a file size limit, an I/O error.
+std::string write_error_cause() {
+  const int error = errno;
+  if (error == ENOSPC || error == EDQUOT || error == EFBIG || error == EIO)
+    return std::system_category().message(error) + ": ";
+  return "";
+}
+
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what + ": " + h5_error_text()); }
 
 hid_t check_id(hid_t id, const std::string& what) {
@@ -227,12 +242,15 @@ class Appender {
     if (rows == 0) return;
     const int rank = cols_ ? 2 : 1;
     hsize_t extent[2] = {size_ + rows, cols_};
+    errno = 0;
     check(H5Dset_extent(dataset_.get(), extent), "H5Dset_extent");
     Hid file_space(check_id(H5Dget_space(dataset_.get()), "H5Dget_space"), H5Sclose);
     hsize_t start[2] = {size_, 0}, count[2] = {rows, cols_};
     check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), "select");
     Hid mem_space(check_id(H5Screate_simple(rank, count, nullptr), "H5Screate_simple"), H5Sclose);
-    check(H5Dwrite(dataset_.get(), mem_type_, mem_space.get(), file_space.get(), H5P_DEFAULT, data), "H5Dwrite");
+    errno = 0;
+    if (H5Dwrite(dataset_.get(), mem_type_, mem_space.get(), file_space.get(), H5P_DEFAULT, data) < 0)
+      fail(write_error_cause() + "H5Dwrite");
     size_ += rows;
   }
   hsize_t size() const { return size_; }
@@ -654,6 +672,7 @@ struct CacheWriter::Impl {
   std::unordered_set<std::string> ids;
   int64_t documents = 0, windows = 0, rows = 0, tokens = 0, id_size = 0, text_size = 0;
   bool committed = false;
+  bool failed = false;  // a write failed: the file is inconsistent, and only removed
 
   void close_all() {
     for (Appender* a : {&id_bytes, &id_span, &text_bytes, &text_span, &token_span, &window_span, &char_offsets,
@@ -799,40 +818,48 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
   }
 
   Lock lock(h5_mutex());
-  const int64_t id_span[2] = {w.id_size, w.id_size + static_cast<int64_t>(id.size())};
-  const int64_t text_span[2] = {w.text_size, w.text_size + static_cast<int64_t>(text.size())};
-  const int64_t token_span[2] = {w.tokens, w.tokens + num_tokens};
-  const int64_t window_span[2] = {w.windows, w.windows + static_cast<int64_t>(windows.size())};
-  const int64_t document_sums[3] = {static_cast<int64_t>(deformer::detail::checksum(text.data(), text.size())),
-                                    static_cast<int64_t>(deformer::detail::checksum(offsets.data(), offsets.size() * 4)),
-                                    static_cast<int64_t>(deformer::detail::checksum(words.data(), words.size() * 4))};
-  w.id_bytes.append(id.data(), id.size());
-  w.text_bytes.append(text.data(), text.size());
-  w.id_span.append(id_span, 1);
-  w.text_span.append(text_span, 1);
-  w.token_span.append(token_span, 1);
-  w.window_span.append(window_span, 1);
-  w.char_offsets.append(offsets.data(), num_tokens);
-  w.token_words.append(words.data(), num_tokens);
-  w.window_tokens.append(spans.data(), windows.size());
-  w.window_rows.append(row_spans.data(), windows.size());
-  w.window_checksums.append(window_sums.data(), windows.size());
-  w.document_checksums.append(document_sums, 1);
-  w.tables.add(id, id_span, text_span, token_span, window_span, spans, row_spans);
-  w.values.append(encoded.data(), rows);
-  if (w.metadata.state_dtype == StateDType::kInt8) w.scales.append(scales.data(), rows);
-  w.ids.insert(id);
-  w.id_size += id.size();
-  w.text_size += text.size();
-  w.tokens += num_tokens;
-  w.windows += windows.size();
-  w.rows += rows;
-  ++w.documents;
+  // A write that fails (a full disk) leaves the file's datasets of unequal lengths: the writer is then unusable.
+  if (w.failed) throw std::runtime_error("cannot write cache '" + w.temporary + "': an earlier write failed");
+  try {
+    const int64_t id_span[2] = {w.id_size, w.id_size + static_cast<int64_t>(id.size())};
+    const int64_t text_span[2] = {w.text_size, w.text_size + static_cast<int64_t>(text.size())};
+    const int64_t token_span[2] = {w.tokens, w.tokens + num_tokens};
+    const int64_t window_span[2] = {w.windows, w.windows + static_cast<int64_t>(windows.size())};
+    const int64_t document_sums[3] = {static_cast<int64_t>(deformer::detail::checksum(text.data(), text.size())),
+                                      static_cast<int64_t>(deformer::detail::checksum(offsets.data(), offsets.size() * 4)),
+                                      static_cast<int64_t>(deformer::detail::checksum(words.data(), words.size() * 4))};
+    w.id_bytes.append(id.data(), id.size());
+    w.text_bytes.append(text.data(), text.size());
+    w.id_span.append(id_span, 1);
+    w.text_span.append(text_span, 1);
+    w.token_span.append(token_span, 1);
+    w.window_span.append(window_span, 1);
+    w.char_offsets.append(offsets.data(), num_tokens);
+    w.token_words.append(words.data(), num_tokens);
+    w.window_tokens.append(spans.data(), windows.size());
+    w.window_rows.append(row_spans.data(), windows.size());
+    w.window_checksums.append(window_sums.data(), windows.size());
+    w.document_checksums.append(document_sums, 1);
+    w.tables.add(id, id_span, text_span, token_span, window_span, spans, row_spans);
+    w.values.append(encoded.data(), rows);
+    if (w.metadata.state_dtype == StateDType::kInt8) w.scales.append(scales.data(), rows);
+    w.ids.insert(id);
+    w.id_size += id.size();
+    w.text_size += text.size();
+    w.tokens += num_tokens;
+    w.windows += windows.size();
+    w.rows += rows;
+    ++w.documents;
+  } catch (const std::runtime_error& e) {
+    w.failed = true;
+    throw std::runtime_error("cannot write cache '" + w.temporary + "': " + e.what());
+  }
 }
 
 void CacheWriter::commit() {
   Impl& w = *impl_;
   if (w.committed || !w.file.valid()) throw std::invalid_argument("commit() called twice");
+  if (w.failed) throw std::runtime_error("cannot commit cache '" + w.temporary + "': an earlier write failed");
   {
     Lock lock(h5_mutex());
     write_int_attribute(w.file.get(), "num_documents", w.documents);
@@ -840,7 +867,8 @@ void CacheWriter::commit() {
     write_int_attribute(w.file.get(), "num_rows", w.rows);
     write_int_attribute(w.file.get(), "tables_checksum", static_cast<int64_t>(w.tables.value()));
     write_int_attribute(w.file.get(), "complete", 1);
-    check(H5Fflush(w.file.get(), H5F_SCOPE_GLOBAL), "cannot flush '" + w.temporary + "'");
+    errno = 0;
+    if (H5Fflush(w.file.get(), H5F_SCOPE_GLOBAL) < 0) fail(write_error_cause() + "cannot flush '" + w.temporary + "'");
     w.close_all();
   }
   deformer::detail::publish(w.temporary, w.path);

@@ -176,6 +176,9 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
   add_test(NAME cli_cache_interrupted_last_batch COMMAND ${CLI_DIR}/interrupt_last_batch.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${CACHE_WORK}/last-batch)
   set_tests_properties(cli_cache_interrupted_last_batch PROPERTIES PASS_REGULAR_EXPRESSION "stopped in the last batch")
+  # A build on a full disk: exit 1 with the reason, no temporary left, the previous cache kept.
+  cli_test(cache_full_disk 0 "full disk: ok" ${CLI_DIR}/full_disk.sh ${CACHE_TOOL} ${OWN_MODEL}
+           ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/full-disk)
   # A model file with a flipped bit is refused by name.
   cli_test(damaged_model 0 "damaged model: ok" ${DEFORMER_PYTHON} ${CLI_DIR}/damaged_model.py ${QA} ${OWN_MODEL}
            ${CACHE_WORK}/damaged-model)
