@@ -56,6 +56,10 @@ struct CacheBuilder::Impl {
   std::vector<std::vector<TokenSpan>> queued_windows;
   int64_t pending_windows = 0, documents = 0, windows = 0;
 
+  void stop_if_requested() const {
+    if (options.stop_requested && options.stop_requested()) throw BuildInterrupted();
+  }
+
   void flush() {
     if (queued.empty()) return;
     const auto& c = model->config();
@@ -74,11 +78,13 @@ struct CacheBuilder::Impl {
     for (size_t d = 0; d < queued.size(); ++d)
       for (const auto& w : queued_windows[d]) real_rows.push_back(w.end - w.begin + 1);
     for (int64_t first = 0; first < ids.size(0); first += options.batch_size) {
+      stop_if_requested();
       const int64_t last = std::min<int64_t>(first + options.batch_size, ids.size(0));
       const int64_t longest = *std::max_element(real_rows.begin() + first, real_rows.begin() + last);
       auto states = engine::encode_documents(*model, ids.slice(0, first, last).slice(1, 0, longest), k);
       parts.push_back(at::constant_pad_nd(states, {0, 0, 0, c.document_block - longest}));
     }
+    stop_if_requested();
     auto states = at::cat(parts).to(at::kCPU).to(at::kFloat).contiguous();
     const float* data = states.data_ptr<float>();
     const int64_t window_floats = int64_t(c.document_block) * c.hidden_size;
@@ -129,6 +135,7 @@ CacheBuilder::CacheBuilder(std::shared_ptr<const Model> model, const std::string
 CacheBuilder::~CacheBuilder() = default;
 
 void CacheBuilder::add(const Document& document) {
+  impl_->stop_if_requested();
   if (!impl_->ids.insert(document.id).second) throw std::invalid_argument("duplicate document id '" + document.id + "'");
   impl_->queued_sources.push_back(document);
   try {
@@ -148,6 +155,7 @@ void CacheBuilder::flush() { impl_->flush(); }
 
 void CacheBuilder::commit() {
   impl_->flush();
+  impl_->stop_if_requested();
   // The cache first: it holds the expensive work. An index left stale by a crash between the two renames is
   // refused when opened against the cache (its documents' fingerprint differs).
   impl_->writer->commit();

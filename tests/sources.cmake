@@ -188,6 +188,8 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
   # A damaged cache: verify lists what is damaged, and ask refuses to answer from it.
   cli_test(cache_verify 0 "verify: ok" ${CLI_DIR}/verify.sh ${CACHE_TOOL} ${QA} ${OWN_MODEL}
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/verify)
+  cli_test(cache_interrupted_long_document 0 "stopped inside a long document" ${CLI_DIR}/interrupt_long_document.sh
+           ${CACHE_TOOL} ${OWN_MODEL} ${CACHE_WORK}/long-document)
   cli_test(cache_shards_and_merge 0 "documents: 4" ${CLI_DIR}/shards.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/shards)
   cli_test(retrieve_then_read 0 "retrieval: ok" ${CLI_DIR}/retrieval.sh ${CACHE_TOOL} ${QA} ${OWN_MODEL}

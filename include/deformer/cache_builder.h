@@ -11,7 +11,9 @@
 // Thread safety: a CacheBuilder is used by one thread.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "deformer/cache.h"
@@ -27,6 +29,16 @@ struct CacheBuildOptions {
   int batch_size = 32;                                // windows per forward pass
   cache::WriterOptions writer;                        // HDF5 chunking and compression
   bool text_index = true;                             // also write the BM25 index <path>.bm25 (deformer/retrieval.h)
+  // Polled before each forward pass and each document (a signal handler's flag, say): once it returns true, add(),
+  // flush() and commit() throw BuildInterrupted, so that a stop waits for one pass at most, even inside one long
+  // document. Empty: never stops.
+  std::function<bool()> stop_requested;
+};
+
+// Thrown when CacheBuildOptions::stop_requested says to stop; the builder then writes nothing more.
+struct BuildInterrupted : std::runtime_error {
+  BuildInterrupted()
+      : std::runtime_error("interrupted: no cache was written (a previous file at the output path is untouched)") {}
 };
 
 // The metadata a cache made by `model` at split k must carry; CacheReader::open(path, expected) refuses others.

@@ -27,9 +27,7 @@ namespace fs = std::filesystem;
 volatile std::sig_atomic_t interrupted = 0;
 extern "C" void on_signal(int) { interrupted = 1; }
 
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted: no cache was written (a previous file at the output path is untouched)") {}
-};
+using Interrupted = BuildInterrupted;
 
 // The documents of an input: a SQuAD JSON file (one document per paragraph, titled by its article), a JSONL file
 // of {"id", "text", "title"?}, a directory of .txt files (id = file name, title = its stem), or "-" for JSONL on
@@ -162,6 +160,7 @@ void build(const BuildArgs& args) {
   options.batch_size = args.batch_size;
   options.writer.gzip_level = args.gzip;
   options.text_index = args.text_index;
+  options.stop_requested = [] { return interrupted != 0; };
   refuse_output_over_inputs("--out", out, {args.input, args.model.model});
   if (args.text_index) refuse_output_over_inputs("--out", retrieval::index_path(out), {args.input, args.model.model});
   auto input = open_input(args.input);  // before the model: input errors come first and fast
