@@ -139,7 +139,7 @@ void CacheBuilder::add(const Document& document) {
   if (!impl_->ids.insert(document.id).second) throw std::invalid_argument("duplicate document id '" + document.id + "'");
   impl_->queued_sources.push_back(document);
   try {
-    impl_->queued.push_back(prepare_document(impl_->queued_sources.back(), *impl_->tokenizer));
+    impl_->queued.push_back(prepare_document(impl_->queued_sources.back(), *impl_->tokenizer, impl_->options.max_document_tokens));
   } catch (...) {
     impl_->queued_sources.pop_back();
     impl_->ids.erase(document.id);

@@ -8,7 +8,7 @@ namespace deformer {
 // WordPiece continuation pieces ("##ing") belong to the word before them; every other token starts a word,
 // which reproduces the pre-tokenizer words Hugging Face aligns answers to. SentencePiece marks the opposite way:
 // a piece starting with U+2581 ("\xe2\x96\x81") starts a word, any other piece continues one.
-PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenizer) {
+PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenizer, int64_t max_tokens) {
   if (doc.text.empty()) throw std::invalid_argument("document '" + doc.id + "' is empty");
   PreparedDocument p;
   p.source = &doc;
@@ -19,6 +19,11 @@ PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenize
     throw std::invalid_argument("document '" + doc.id + "': " + e.what());
   }
   if (enc.ids.empty()) throw std::invalid_argument("document '" + doc.id + "' has no tokens (only whitespace or control characters)");
+  // Every window's states of a document are held at once: the limit bounds that memory.
+  if (max_tokens > 0 && static_cast<int64_t>(enc.ids.size()) > max_tokens)
+    throw std::invalid_argument("document '" + doc.id + "' has " + std::to_string(enc.ids.size()) +
+                                " tokens, more than the limit of " + std::to_string(max_tokens) +
+                                " (max_document_tokens, --max-document-tokens): split it, or raise the limit");
   p.ids.assign(enc.ids.begin(), enc.ids.end());
   int64_t word = -1;
   const bool sentencepiece = std::string(tokenizer.type()) == "sentencepiece";

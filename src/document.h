@@ -17,8 +17,8 @@ struct PreparedDocument {
 };
 
 // Tokenizes a document. Throws std::invalid_argument naming the document when it is empty, has no
-// tokens, or is not UTF-8.
-PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenizer);
+// tokens, is not UTF-8, or has more than `max_tokens` tokens (0: no limit).
+PreparedDocument prepare_document(const Document& doc, const Tokenizer& tokenizer, int64_t max_tokens = 0);
 
 // A cached document's tokens (offsets and words) from the cache, without ids: nothing is tokenized. A cache that
 // records no words (written before they were stored) has the document tokenized, and std::runtime_error when

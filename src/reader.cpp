@@ -418,7 +418,7 @@ std::vector<std::vector<Answer>> Reader::answer(const std::vector<std::string>& 
     std::vector<PreparedDocument> docs(documents.size());
     at::parallel_for(0, documents.size(), 4, [&](int64_t begin, int64_t end) {
       for (int64_t d = begin; d < end; ++d)
-        docs[d] = cache ? prepare_cached_document(documents[d], *cache, *tokenizer_) : prepare_document(documents[d], *tokenizer_);
+        docs[d] = cache ? prepare_cached_document(documents[d], *cache, *tokenizer_) : prepare_document(documents[d], *tokenizer_, options_.max_document_tokens);
     });
     clock.end("documents");
     return docs;

@@ -188,6 +188,12 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
   # A damaged cache: verify lists what is damaged, and ask refuses to answer from it.
   cli_test(cache_verify 0 "verify: ok" ${CLI_DIR}/verify.sh ${CACHE_TOOL} ${QA} ${OWN_MODEL}
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/verify)
+  # A document past --max-document-tokens is refused by name, before its windows are encoded.
+  cli_test(cache_document_too_long nonzero "document 'bread.txt' has [0-9]+ tokens, more than the limit of 5" ${CACHE_TOOL}
+           build --model ${OWN_MODEL} --input ${PROJECT_SOURCE_DIR}/samples/documents --out ${CACHE_WORK}/x.h5
+           --max-document-tokens 5)
+  cli_test(ask_document_too_long nonzero "has [0-9]+ tokens, more than the limit of 3" ${QA} ask --model ${OWN_MODEL}
+           --question Who? --context "Marta Ilves won the event seven times." --max-document-tokens 3)
   cli_test(cache_interrupted_long_document 0 "stopped inside a long document" ${CLI_DIR}/interrupt_long_document.sh
            ${CACHE_TOOL} ${OWN_MODEL} ${CACHE_WORK}/long-document)
   cli_test(cache_shards_and_merge 0 "documents: 4" ${CLI_DIR}/shards.sh ${CACHE_TOOL} ${OWN_MODEL}

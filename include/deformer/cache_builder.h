@@ -27,6 +27,7 @@ struct CacheBuildOptions {
   int window_stride = 0;                              // tokens between window starts; 0 = the model's (128)
   cache::StateDType dtype = cache::StateDType::kFloat32;  // storage dtype of the states
   int batch_size = 32;                                // windows per forward pass
+  int64_t max_document_tokens = 100000;               // longer documents throw (ReaderOptions says why); 0: no limit
   cache::WriterOptions writer;                        // HDF5 chunking and compression
   bool text_index = true;                             // also write the BM25 index <path>.bm25 (deformer/retrieval.h)
   // Polled before each forward pass and each document (a signal handler's flag, say): once it returns true, add(),

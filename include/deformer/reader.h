@@ -38,6 +38,9 @@ struct ReaderOptions {
   Mode mode = Mode::kDeformer;  // decomposed (DeFormer) or standard full-attention BERT
   int k = -1;                   // split layer in deformer mode; -1: the model's trained split, else 3/4 of the layers
   int batch_size = 32;          // most windows per forward pass
+  // Longest document read from raw text, in tokens (about 4 characters each): all of a document's windows are in
+  // memory at once (100,000 tokens: about 780 windows). 0: no limit. Longer ones throw std::invalid_argument.
+  int64_t max_document_tokens = 100000;
   // What one forward pass costs beyond its tokens, in tokens: a call's rows are sorted by length and split into
   // passes that minimise padded tokens plus this per pass (deformer/layout.h plan_batches). -1: on a GPU 8192
   // (small passes waste its width; measured on an H200), 64 on the CPU (padding is the waste there). BERT's

@@ -101,6 +101,7 @@ struct BuildArgs {
   int stride = 0;
   std::string dtype = "fp32";
   int batch_size = 32;
+  int64_t max_document_tokens = 100000;
   int gzip = 0;
   int shard_index = -1;
   int num_shards = 0;
@@ -158,6 +159,7 @@ void build(const BuildArgs& args) {
   options.window_stride = args.stride;
   options.dtype = cache::parse_state_dtype(args.dtype);
   options.batch_size = args.batch_size;
+  options.max_document_tokens = args.max_document_tokens;
   options.writer.gzip_level = args.gzip;
   options.text_index = args.text_index;
   options.stop_requested = [] { return interrupted != 0; };
@@ -344,6 +346,8 @@ int main(int argc, char** argv) {
   b->add_option("--stride", build_args.stride, "tokens between window starts (0: the model's, 128)")->capture_default_str();
   b->add_option("--dtype", build_args.dtype, "state storage: fp32, fp16, bf16 or int8")->capture_default_str();
   b->add_option("--batch-size", build_args.batch_size, "windows per forward pass")->capture_default_str();
+  b->add_option("--max-document-tokens", build_args.max_document_tokens,
+                "refuse longer documents (their windows' states are held at once; 0: no limit)")->capture_default_str();
   b->add_option("--gzip", build_args.gzip, "gzip level 0-9 (0: raw; compression rarely pays for states)")->capture_default_str();
   b->add_option("--shard-index", build_args.shard_index, "this job's shard (default: SLURM_ARRAY_TASK_ID)");
   b->add_option("--num-shards", build_args.num_shards, "number of shards (default: SLURM_ARRAY_TASK_COUNT, else 1)");

@@ -57,6 +57,9 @@ void add_reader_options(CLI::App* cmd, ReaderArgs& args, bool pipeline_decoding)
     cmd->add_flag("--handle-impossible-answer", args.handle_impossible_answer, "allow the empty answer");
   }
   cmd->add_option("--batch-size", args.batch_size, "windows per forward pass")->capture_default_str();
+  cmd->add_option("--max-document-tokens", args.max_document_tokens,
+                  "refuse longer documents given as text (their windows are held at once; 0: no limit)")
+      ->capture_default_str();
 }
 
 ReaderOptions reader_options(const ReaderArgs& args) {
@@ -64,6 +67,7 @@ ReaderOptions reader_options(const ReaderArgs& args) {
   o.mode = parse_mode(args.mode);
   o.k = args.k;
   o.batch_size = args.batch_size;
+  o.max_document_tokens = args.max_document_tokens;
   o.decode.top_k = args.top_k;
   o.decode.max_answer_len = args.max_answer_len;
   o.decode.handle_impossible_answer = args.handle_impossible_answer;

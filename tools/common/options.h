@@ -36,6 +36,7 @@ struct ReaderArgs {
   int max_answer_len = 15;
   bool handle_impossible_answer = false;
   int batch_size = 32;
+  int64_t max_document_tokens = 100000;
 };
 // pipeline_decoding false leaves out --top-k, --max-answer-len and --handle-impossible-answer, for commands that
 // decode with SQuAD's own rules (eval), which would otherwise accept and ignore them.
