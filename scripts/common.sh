@@ -13,13 +13,18 @@ PACKAGES=(build-essential cmake ninja-build pkg-config ccache
           libsentencepiece-dev libhdf5-dev libsqlite3-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libxxhash-dev
           libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libgoogle-perftools-dev)
 
+# Only for scripts/test.sh: clang with libFuzzer's runtime builds the fuzz targets (tests/fuzz.cmake).
+TEST_PACKAGES=(clang-14 libclang-rt-14-dev)
+
+# install_dependencies [EXTRA_PACKAGE...]: PACKAGES and these, those missing installed with apt.
 install_dependencies() {
+  local wanted=("${PACKAGES[@]}" "$@")
   if ! command -v dpkg-query >/dev/null 2>&1; then
-    echo "not a Debian system: install the equivalents of: ${PACKAGES[*]}" >&2
+    echo "not a Debian system: install the equivalents of: ${wanted[*]}" >&2
     return 0
   fi
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then

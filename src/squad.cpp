@@ -285,8 +285,10 @@ Json parse_json(std::string_view text, const std::string& source) {
     throw std::runtime_error(source + ": not valid UTF-8 at byte offset " + std::to_string(bad));
   try {
     return Json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    // The parser's message quotes what it last read, which can be most of a huge file: 200 bytes say enough.
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number past double's range (found by tests/fuzz/squad_fuzz.cpp: it
+    // escaped as nlohmann's own type). The parser's message quotes what it last read, which can be most of a huge
+    // file: 200 bytes say enough.
     std::string what = e.what();
     if (what.size() > 200) what = what.substr(0, 200) + "...";
     throw std::runtime_error(source + ": malformed JSON: " + what);

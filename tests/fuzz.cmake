@@ -46,6 +46,47 @@ if(DEFORMER_HAVE_LIBFUZZER)
             ${FUZZ_BIN} -max_total_time=30 -seed=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048
             -artifact_prefix=${CMAKE_CURRENT_BINARY_DIR}/fuzz-crash-
             ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds)
+
+  # deformer_add_fuzzer(NAME SEEDS DIR SOURCES ... [FLAGS ...] [LIBS ...] [FIXTURE F]): another target built the same
+  # way, with a bounded 30 s run from its seeds (FIXTURE: a test that makes them).
+  function(deformer_add_fuzzer name)
+    cmake_parse_arguments(ARG "" "SEEDS;FIXTURE;LSAN_SUPPRESSIONS" "SOURCES;FLAGS;LIBS" ${ARGN})
+    set(bin ${CMAKE_CURRENT_BINARY_DIR}/fuzz/${name})
+    add_custom_command(OUTPUT ${bin}
+      COMMAND ${DEFORMER_CLANGXX} ${DEFORMER_FUZZ_FLAGS} -I${PROJECT_SOURCE_DIR}/include -I${PROJECT_BINARY_DIR}/include
+              -I${PROJECT_SOURCE_DIR}/src ${ARG_FLAGS} ${ARG_SOURCES} ${ARG_LIBS} -o ${bin}
+      DEPENDS ${ARG_SOURCES} COMMENT "Building ${name} (clang, libFuzzer + ASan + UBSan)" VERBATIM)
+    add_custom_target(${name} ALL DEPENDS ${bin})
+    file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus-${name})
+    add_test(NAME ${name}
+      # allocator_may_return_null: libhdf5 asks malloc for sizes read from a damaged file (exabytes); as in a normal
+      # build, malloc then returns null and HDF5 reports an error, where ASan would stop by default.
+      COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
+              LSAN_OPTIONS=suppressions=${ARG_LSAN_SUPPRESSIONS}
+              ${bin} -max_total_time=30 -seed=1 -timeout=10 -rss_limit_mb=2048 -max_len=1048576
+              -artifact_prefix=${CMAKE_CURRENT_BINARY_DIR}/fuzz-crash-${name}-
+              ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus-${name} ${ARG_SEEDS})
+    if(ARG_FIXTURE)
+      set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED ${ARG_FIXTURE})
+    endif()
+  endfunction()
+
+  # The SQuAD and predictions readers, seeded with small files of both kinds.
+  deformer_add_fuzzer(squad_fuzz SEEDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/squad-seeds
+    SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/squad_fuzz.cpp ${PROJECT_SOURCE_DIR}/src/squad.cpp)
+  # The cache reader over damaged caches: seeded with caches that a fixture test writes (fp32 and int8, with the
+  # tiny model), since a committed HDF5 file would be a binary made by the code under test.
+  set(CACHE_FUZZ_SEEDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz-seeds-cache)
+  file(MAKE_DIRECTORY ${CACHE_FUZZ_SEEDS})
+  set(hdf5_includes "")
+  foreach(dir ${HDF5_INCLUDE_DIRS} ${HDF5_C_INCLUDE_DIRS} ${XXHASH_INCLUDE_DIR})
+    list(APPEND hdf5_includes -I${dir})
+  endforeach()
+  deformer_add_fuzzer(cache_fuzz SEEDS ${CACHE_FUZZ_SEEDS} FIXTURE cache_fuzz_seeds
+    LSAN_SUPPRESSIONS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/hdf5-leaks.supp
+    SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/cache_fuzz.cpp ${PROJECT_SOURCE_DIR}/src/cache.cpp
+            ${PROJECT_SOURCE_DIR}/src/checksum.cpp ${PROJECT_SOURCE_DIR}/src/temporary_file.cpp
+    FLAGS ${hdf5_includes} LIBS ${HDF5_C_LIBRARIES})
 else()
   message(STATUS "tokenizer_fuzz: no clang with libFuzzer (install clang-14 libclang-rt-14-dev); fuzz test not registered")
 endif()

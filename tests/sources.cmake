@@ -176,6 +176,9 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
   add_test(NAME cli_cache_interrupted_last_batch COMMAND ${CLI_DIR}/interrupt_last_batch.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${CACHE_WORK}/last-batch)
   set_tests_properties(cli_cache_interrupted_last_batch PROPERTIES PASS_REGULAR_EXPRESSION "stopped in the last batch")
+  # Seeds of cache_fuzz (tests/fuzz.cmake): real caches of the sample documents, fp32 and int8.
+  add_test(NAME cache_fuzz_seeds COMMAND sh -c "${CACHE_TOOL} build --model ${OWN_MODEL} --input ${PROJECT_SOURCE_DIR}/samples/documents --out ${CMAKE_CURRENT_BINARY_DIR}/fuzz-seeds-cache/fp32.h5 --no-text-index && ${CACHE_TOOL} build --model ${OWN_MODEL} --input ${PROJECT_SOURCE_DIR}/samples/documents --out ${CMAKE_CURRENT_BINARY_DIR}/fuzz-seeds-cache/int8.h5 --dtype int8 --no-text-index")
+  set_tests_properties(cache_fuzz_seeds PROPERTIES FIXTURES_SETUP cache_fuzz_seeds)
   # A build on a full disk: exit 1 with the reason, no temporary left, the previous cache kept.
   cli_test(cache_full_disk 0 "full disk: ok" ${CLI_DIR}/full_disk.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/full-disk)
