@@ -1816,6 +1816,8 @@ bool is_complete(const std::string& path) {
   }
 }
 
+void remove_stale_temporaries(const std::string& path) { deformer::detail::remove_stale_temporaries(path); }
+
 void merge_shards(const std::string& index_path, const std::vector<std::string>& shard_paths) {
   if (shard_paths.empty()) throw std::invalid_argument("merge_shards: no shard files");
   const fs::path directory = fs::absolute(index_path).parent_path();

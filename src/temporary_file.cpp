@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -22,6 +23,20 @@ std::string temporary_name(const std::string& path) {
   return name.str();
 }
 
+namespace {
+// Gone, or a zombie: killed with SIGKILL and not yet reaped, it will never write again (a run started right after
+// the kill saw such a writer as alive and kept its temporary, which then outlived the finished file).
+bool writer_is_gone(long pid) {
+  if (pid <= 0) return true;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return true;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t end_of_name = line.rfind(')');  // "pid (name) state ...": the name may hold spaces and parentheses
+  return end_of_name != std::string::npos && end_of_name + 2 < line.size() && line[end_of_name + 2] == 'Z';
+}
+}  // namespace
+
 void remove_stale_temporaries(const std::string& path) {
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
@@ -34,7 +49,7 @@ void remove_stale_temporaries(const std::string& path) {
     const size_t dash = rest.find('-');
     if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789") != dash) continue;
     const long pid = std::stol(rest.substr(0, dash));
-    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
+    if (writer_is_gone(pid)) {
       std::error_code ignored;
       fs::remove(it->path(), ignored);
     }

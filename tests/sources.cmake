@@ -199,6 +199,9 @@ if(TARGET deformer-cache AND DEFORMER_PYTHON)
            --question Who? --context "Marta Ilves won the event seven times." --max-document-tokens 3)
   cli_test(cache_interrupted_long_document 0 "stopped inside a long document" ${CLI_DIR}/interrupt_long_document.sh
            ${CACHE_TOOL} ${OWN_MODEL} ${CACHE_WORK}/long-document)
+  # SIGKILL at 20 random moments of a sharded build, each run resumed: no finished shard lost, no temporary left.
+  cli_test(cache_killed_and_resumed 0 "killed 20 times: nothing finished lost, no temporaries" ${CLI_DIR}/kill_resume.sh
+           ${CACHE_TOOL} ${OWN_MODEL} ${CACHE_WORK}/kill-resume)
   cli_test(cache_shards_and_merge 0 "documents: 4" ${CLI_DIR}/shards.sh ${CACHE_TOOL} ${OWN_MODEL}
            ${PROJECT_SOURCE_DIR}/samples/documents ${CACHE_WORK}/shards)
   cli_test(retrieve_then_read 0 "retrieval: ok" ${CLI_DIR}/retrieval.sh ${CACHE_TOOL} ${QA} ${OWN_MODEL}

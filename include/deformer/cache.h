@@ -218,6 +218,10 @@ class CacheReader {
 // True when `path` is a committed cache (or a readable index); false for anything else, never throws.
 // Lets a shard job skip work that already finished.
 bool is_complete(const std::string& path);
+// Removes the temporary files of `path` (a cache, or any file written the same way, such as its retrieval index) left
+// by writers that died, killed or with their machine: a job that skips a finished shard calls it, since no writer of
+// that path will run again to do it.
+void remove_stale_temporaries(const std::string& path);
 
 // Sharding (docs/design.md, 'Sharding and merging'). A document belongs to shard FNV-1a-64(id) mod num_shards:
 // stable across runs, machines and compilers, unlike std::hash.

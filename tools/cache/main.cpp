@@ -173,6 +173,8 @@ void build(const BuildArgs& args) {
     if (why.empty()) why = args.input == "-" ? "the input is standard input, which cannot be compared with it"
                                              : documents_differ(out, input, shard);
     if (why.empty()) {
+      cache::remove_stale_temporaries(out);
+      cache::remove_stale_temporaries(retrieval::index_path(out));
       std::cout << "shard " << shard.index << " of " << shard.count << ": " << out << " is complete, skipped" << std::endl;
       return;
     }
