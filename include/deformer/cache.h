@@ -147,8 +147,8 @@ struct ReadOptions {
   bool direct_reads = true;
   // Every read is checked against the stored checksums (the tables at open, a document's text, offsets and words
   // when read, a window's states when read); a mismatch throws std::runtime_error naming the cache, document and
-  // part. false skips the checks, for trusted files and to measure their cost. States of files without checksums
-  // are still refused when non-finite, and every file's offsets and word indices are range-checked.
+  // part. false skips them, for trusted files and to measure their cost. States of files without checksums are
+  // refused when non-finite either way, and every file's offsets and word indices are range-checked.
   bool verify_checksums = true;
 };
 
