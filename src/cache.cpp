@@ -823,6 +823,11 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
     rows += win.rows;
   }
 
+  // Hashed before the lock, which every HDF5 call of the process waits for.
+  const int64_t document_sums[3] = {static_cast<int64_t>(deformer::detail::checksum(text.data(), text.size())),
+                                    static_cast<int64_t>(deformer::detail::checksum(offsets.data(), offsets.size() * 4)),
+                                    static_cast<int64_t>(deformer::detail::checksum(words.data(), words.size() * 4))};
+
   Lock lock(h5_mutex());
   // A write that fails (a full disk) leaves the file's datasets of unequal lengths: the writer is then unusable.
   if (w.failed) throw std::runtime_error("cannot write cache '" + w.temporary + "': an earlier write failed");
@@ -831,9 +836,6 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
     const int64_t text_span[2] = {w.text_size, w.text_size + static_cast<int64_t>(text.size())};
     const int64_t token_span[2] = {w.tokens, w.tokens + num_tokens};
     const int64_t window_span[2] = {w.windows, w.windows + static_cast<int64_t>(windows.size())};
-    const int64_t document_sums[3] = {static_cast<int64_t>(deformer::detail::checksum(text.data(), text.size())),
-                                      static_cast<int64_t>(deformer::detail::checksum(offsets.data(), offsets.size() * 4)),
-                                      static_cast<int64_t>(deformer::detail::checksum(words.data(), words.size() * 4))};
     w.id_bytes.append(id.data(), id.size());
     w.text_bytes.append(text.data(), text.size());
     w.id_span.append(id_span, 1);
@@ -1476,13 +1478,14 @@ void CacheReader::Impl::add_shard(const std::string& path) {
     if (window_sums.size() != static_cast<size_t>(num_windows) || document_sums.size() / 3 != static_cast<size_t>(num_documents))
       corrupt("checksum tables differ in length from the tables");
     auto digest = [](const void* data, size_t bytes) { return deformer::detail::checksum(data, bytes); };
-    const uint64_t tables = TableDigests::combine(
-        {digest(id_bytes.data(), id_bytes.size()), digest(id_span.data(), id_span.size() * 8),
-         digest(text_span.data(), text_span.size() * 8), digest(token_span.data(), token_span.size() * 8),
-         digest(window_span.data(), window_span.size() * 8), digest(window_tokens.data(), window_tokens.size() * 8),
-         digest(row_span.data(), row_span.size() * 8)});
     if (options.verify_checksums &&
-        tables != static_cast<uint64_t>(read_int_attribute(file, "tables_checksum", path)))
+        TableDigests::combine({digest(id_bytes.data(), id_bytes.size()), digest(id_span.data(), id_span.size() * 8),
+                               digest(text_span.data(), text_span.size() * 8),
+                               digest(token_span.data(), token_span.size() * 8),
+                               digest(window_span.data(), window_span.size() * 8),
+                               digest(window_tokens.data(), window_tokens.size() * 8),
+                               digest(row_span.data(), row_span.size() * 8)}) !=
+            static_cast<uint64_t>(read_int_attribute(file, "tables_checksum", path)))
       throw std::runtime_error("cache '" + path + "' is damaged: its document and window tables do not match their "
                                "checksum");
   }

@@ -108,9 +108,32 @@ struct BuildArgs {
   bool text_index = true;
 };
 
-// Why a complete cache at `path` does not hold what this build would write ("" when it does): another model,
-// k or tokenizer, another window stride or storage dtype, or no retrieval index of its documents.
-std::string built_otherwise(const std::string& path, const Model& model, const CacheBuildOptions& options) {
+// Why the complete shard `cache` does not hold this shard's documents of `input` ("" when it holds the same ids with
+// the same texts, in the same order): documents added, removed, reordered or edited since it was built.
+std::string documents_differ(const cache::CacheReader& cache, const Input& input, const cache::ShardSpec& shard) {
+  int64_t next = 0;
+  std::string why;
+  input.for_each([&](Document&& doc) {
+    if (!why.empty() || cache::shard_of(doc.id, shard.count) != shard.index) return;
+    if (next == cache.num_documents())
+      why = "document '" + doc.id + "' is not in it";
+    else if (cache.document(next).id != doc.id)
+      why = "its document " + std::to_string(next) + " is '" + cache.document(next).id + "', the input's '" + doc.id + "'";
+    else if (cache.document_text(next) != doc.text)
+      why = "the text of document '" + doc.id + "' changed";
+    ++next;
+  });
+  if (why.empty() && next < cache.num_documents())
+    why = "it has " + std::to_string(cache.num_documents()) + " documents, the input " + std::to_string(next);
+  return why;
+}
+
+// Why the complete shard at `path` does not hold what this build would write ("" when it does): another model,
+// k or tokenizer, another window stride or storage dtype, no retrieval index of its documents, damage, or other
+// documents than the input's. Standard input can be read only once, so it cannot be compared first and then built
+// from: a shard of it is always rebuilt.
+std::string built_otherwise(const std::string& path, const Model& model, const CacheBuildOptions& options,
+                            const BuildArgs& args, const Input& input, const cache::ShardSpec& shard) {
   try {
     const auto want = build_metadata(model, options);
     const auto cache = cache::CacheReader::open(path, want);  // refuses another model, k or tokenizer
@@ -121,31 +144,11 @@ std::string built_otherwise(const std::string& path, const Model& model, const C
     if (have.state_dtype != want.state_dtype)
       return std::string("state dtype ") + cache::to_string(have.state_dtype) + ", expected " +
              cache::to_string(want.state_dtype);
-    return "";
+    if (args.input == "-") return "the input is standard input, which cannot be compared with it";
+    return documents_differ(*cache, input, shard);
   } catch (const std::runtime_error& e) {
     return e.what();
   }
-}
-
-// Why the complete shard at `path` does not hold this shard's documents of `input` ("" when it holds the same ids
-// with the same texts, in the same order): documents added, removed, reordered or edited since it was built.
-std::string documents_differ(const std::string& path, const Input& input, const cache::ShardSpec& shard) {
-  const auto cache = cache::CacheReader::open(path);
-  int64_t next = 0;
-  std::string why;
-  input.for_each([&](Document&& doc) {
-    if (!why.empty() || cache::shard_of(doc.id, shard.count) != shard.index) return;
-    if (next == cache->num_documents())
-      why = "document '" + doc.id + "' is not in it";
-    else if (cache->document(next).id != doc.id)
-      why = "its document " + std::to_string(next) + " is '" + cache->document(next).id + "', the input's '" + doc.id + "'";
-    else if (cache->document_text(next) != doc.text)
-      why = "the text of document '" + doc.id + "' changed";
-    ++next;
-  });
-  if (why.empty() && next < cache->num_documents())
-    why = "it has " + std::to_string(cache->num_documents()) + " documents, the input " + std::to_string(next);
-  return why;
 }
 
 void build(const BuildArgs& args) {
@@ -168,10 +171,7 @@ void build(const BuildArgs& args) {
   auto input = open_input(args.input);  // before the model: input errors come first and fast
   auto model = load_model(args.model);
   if (shard.count > 1 && cache::is_complete(out)) {
-    std::string why = built_otherwise(out, *model, options);
-    // Standard input can be read only once, so it cannot be compared first and then built from.
-    if (why.empty()) why = args.input == "-" ? "the input is standard input, which cannot be compared with it"
-                                             : documents_differ(out, input, shard);
+    const std::string why = built_otherwise(out, *model, options, args, input, shard);
     if (why.empty()) {
       cache::remove_stale_temporaries(out);
       cache::remove_stale_temporaries(retrieval::index_path(out));

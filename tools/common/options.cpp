@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include "deformer/cache.h"
+#include "deformer/cache_builder.h"
 
 #include <sys/stat.h>
 
@@ -72,6 +73,11 @@ ReaderOptions reader_options(const ReaderArgs& args) {
   o.decode.max_answer_len = args.max_answer_len;
   o.decode.handle_impossible_answer = args.handle_impossible_answer;
   return o;
+}
+
+std::unique_ptr<cache::CacheReader> open_cache(const std::string& path, const Model& model, const Reader& reader) {
+  if (path.empty()) return nullptr;
+  return cache::CacheReader::open(path, expected_cache_metadata(model, reader.split_layer()));
 }
 
 int split_for_cache(int k, const std::string& cache_path) {

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "deformer/cache.h"
 #include "deformer/model.h"
 #include "deformer/reader.h"
 
@@ -45,6 +46,9 @@ ReaderOptions reader_options(const ReaderArgs& args);
 // The split to read a cache at: `k` when given (a cache of another k is then refused on open), else, with a cache,
 // the k it was built at, so that `--k` need not be repeated; without a cache, `k` as is.
 int split_for_cache(int k, const std::string& cache_path);
+// The cache at `path` opened for `reader` (null for ""): refused, naming the field, when another model, k or tokenizer
+// made it.
+std::unique_ptr<cache::CacheReader> open_cache(const std::string& path, const Model& model, const Reader& reader);
 
 nlohmann::json to_json(const Answer& answer);
 

@@ -7,7 +7,6 @@
 #include "batched_questions.h"
 #include "commands.h"
 #include "deformer/cache.h"
-#include "deformer/cache_builder.h"
 #include "deformer/retrieval.h"
 #include "options.h"
 
@@ -40,12 +39,6 @@ std::unique_ptr<retrieval::TextIndex> open_index(const std::string& path, const 
               << " cached documents instead (--doc chooses some)" << std::endl;
     return nullptr;
   }
-}
-
-// The cache opened for this reader: refused, naming the field, when another model, k or tokenizer made it.
-std::unique_ptr<cache::CacheReader> open_cache(const std::string& path, const Model& model, const Reader& reader) {
-  if (path.empty()) return nullptr;
-  return cache::CacheReader::open(path, expected_cache_metadata(model, reader.split_layer()));
 }
 
 // One JSONL line of --questions, checked: {"id", "question", "context"}, or with a cache {"id", "question", "doc"?}

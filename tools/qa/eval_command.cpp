@@ -10,7 +10,6 @@
 #include "open_eval.h"
 #include "options.h"
 #include "deformer/cache.h"
-#include "deformer/cache_builder.h"
 #include "deformer/squad.h"
 
 namespace deformer::cli {
@@ -114,8 +113,7 @@ void add_eval_command(CLI::App& app) {
     options.warn = [&warnings](const std::string&) { ++warnings; };
     auto model = load_model(args->model);
     Reader reader(model, options);
-    std::unique_ptr<cache::CacheReader> cache;
-    if (!args->cache.empty()) cache = cache::CacheReader::open(args->cache, expected_cache_metadata(*model, reader.split_layer()));
+    const auto cache = open_cache(args->cache, *model, reader);
     if (args->resident && !cache) throw CLI::ValidationError("--resident", "--resident needs --cache");
     if (args->open) {
       if (!cache) throw CLI::ValidationError("--open", "--open needs --cache (a cache of the whole corpus)");

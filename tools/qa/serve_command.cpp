@@ -9,7 +9,6 @@
 #include "answer_server.h"
 #include "commands.h"
 #include "deformer/cache.h"
-#include "deformer/cache_builder.h"
 #include "options.h"
 
 namespace deformer::cli {
@@ -58,7 +57,7 @@ void add_serve_command(CLI::App& app) {
     std::unique_ptr<retrieval::TextIndex> index;
     if (!args->cache.empty()) {
       const Reader probe(model, options);
-      cache = cache::CacheReader::open(args->cache, expected_cache_metadata(*model, probe.split_layer()));
+      cache = open_cache(args->cache, *model, probe);
       retrieval::validate(args->serve.retrieval);
       try {
         index = retrieval::TextIndex::open(retrieval::index_path(args->cache), *cache);
