@@ -17,7 +17,7 @@ import torch
 from pydeformer import modelfile
 from pydeformer import vocab as vocab_builder
 from pydeformer.modelfile import read_safetensors, write_safetensors
-from train import base_model, baseline, checkpoint, data, finetune, pretrain, transport
+from train import base_model, baseline, checkpoint, compare_predictions, data, finetune, pretrain, transport
 from train.squad_features import Squad
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -233,6 +233,24 @@ class TrainingStages(unittest.TestCase):
     def test_baseline_picks_the_sentence_sharing_most_words(self):
         context = "The river is wide. Bread needs flour and water. Chess has sixty-four squares."
         self.assertEqual(baseline.best_sentence(context, "What does bread need?"), "Bread needs flour and water.")
+
+
+class ComparePredictions(unittest.TestCase):
+    def test_windows_differ_only_past_one_window(self):
+        # 384 - 10 - 3 = 371 document tokens fit one window whatever the stride; one more needs a second window,
+        # which starts 128 tokens in for the training code and 371 - 128 = 243 in for the C++ reader.
+        self.assertFalse(compare_predictions.full_windows_differ(10, 371))
+        self.assertTrue(compare_predictions.full_windows_differ(10, 372))
+        # questions past 64 tokens are cut, as both readers cut them
+        self.assertEqual(compare_predictions.full_windows_differ(200, 317), compare_predictions.full_windows_differ(64, 317))
+
+    def test_counts_and_splits_disagreements(self):
+        a, b = {"q1": "x", "q2": "y", "q3": "z"}, {"q1": "x", "q2": "w", "q3": "v"}
+        result = compare_predictions.compare(a, b, {"q1": False, "q2": True, "q3": False})
+        self.assertEqual((result["agree"], result["differ"], result["differ_where_windows_differ"]), (1, 2, 1))
+        self.assertEqual(result["differ_with_the_same_windows"], ["q3"])
+        with self.assertRaises(ValueError):
+            compare_predictions.compare(a, {"q1": "x"})
 
 
 if __name__ == "__main__":

@@ -100,3 +100,28 @@ def load(directory: str) -> Tuple[BertQA, BertConfig, Dict[str, torch.Tensor]]:
     model.load_state_dict(own)
     head = {ours: state[theirs] for ours, theirs in HEAD_NAMES.items() if theirs in state}
     return model, c, head
+
+
+def from_model_file(model_file: str, out_dir: str) -> None:
+    """A checkpoint directory holding what an exported BERT model file holds (int8 matrices widened to fp32), so
+    that a bundled model can be trained further. The file's training metadata (default k) is not carried over."""
+    from pydeformer.modelfile import load_model_file
+    model, config, vocab = load_model_file(model_file)
+    if config["model_type"] != "bert":
+        raise ValueError("%s is a %s model; checkpoints here are BERT" % (model_file, config["model_type"]))
+    os.makedirs(out_dir + ".vocab", exist_ok=True)
+    vocab_path = os.path.join(out_dir + ".vocab", "vocab.txt")
+    with open(vocab_path, "w", encoding="utf-8") as f:
+        f.write(vocab if vocab.endswith("\n") else vocab + "\n")
+    save(out_dir, model, BertConfig(config["bert"]), vocab_path)
+    shutil.rmtree(out_dir + ".vocab")
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(prog="train.checkpoint", description="A checkpoint directory from a model file.")
+    parser.add_argument("model_file", help="a BERT model file from tools/deformer-export")
+    parser.add_argument("--out", required=True, help="the checkpoint directory to write")
+    args = parser.parse_args()
+    from_model_file(args.model_file, args.out)
+    print("wrote", args.out)

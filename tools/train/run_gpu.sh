@@ -7,7 +7,8 @@
 #                                           # zero-shot rows (the baseline split at k, no training)
 #   STAGE=distil KSTAR=4 tools/train/run_gpu.sh   # KD + LRS at each k from the k=0 teacher; loss-weight search at KSTAR
 #   STAGE=student NAME=N K=7 tools/train/run_gpu.sh   # one KD + LRS student alone on the GPU (INIT, default the
-#                                           # teacher; ALPHA, BETA, GAMMA, ALSO_FULL), scored in both layouts
+#                                           # teacher; ALPHA, BETA, GAMMA, ALSO_FULL), scored in both layouts; INIT
+#                                           # and TEACHER may be model files (models/squad-minilm.pt)
 # Runs are seeded (SEED, default 1) and resumable: a run whose predictions exist is skipped. Runs of a stage go
 # side by side on the one GPU (a 6-layer, 384-wide model leaves most of an H200 idle at batch 128).
 # CK (default $T) takes the checkpoints, predictions and logs: a path that is not carried survives the next call on
@@ -59,6 +60,15 @@ finish() {  # waits for the runs started by `run`; fails naming the runs that fa
     for name in "${failed[@]}"; do echo "== $name failed"; tail -5 "$CK/logs/$name.stdout"; done
     return 1
   fi
+}
+
+checkpoint_of() {  # checkpoint_of PATH: PATH, or for a model file (*.pt) the checkpoint made from it under $CK
+  case $1 in
+    *.pt) local dir=$CK/from-$(basename "$1" .pt)
+          [ -d "$dir" ] || python3 -m train.checkpoint "$1" --out "$dir" >&2
+          echo "$dir" ;;
+    *) echo "$1" ;;
+  esac
 }
 
 pack() {
@@ -138,9 +148,10 @@ print(max(runs, key=runs.get))' "$CK/predictions")
 student)
   # Alone, because runs side by side time-slice the one GPU: each gets about 1/n of the steps. TEACHER defaults to
   # $CK/teacher-k0; INIT (default the teacher) may be an earlier student, to go on training it.
-  name=${NAME:?set NAME}; teacher=${TEACHER:-$CK/teacher-k0}
+  # A model file (a bundled model, say) as INIT or TEACHER is made a checkpoint directory first.
+  name=${NAME:?set NAME}; teacher=$(checkpoint_of "${TEACHER:-$CK/teacher-k0}"); init=$(checkpoint_of "${INIT:-$teacher}")
   [ -d "$teacher" ] || { echo "no teacher $teacher" >&2; exit 2; }
-  run "$name" --init "${INIT:-$teacher}" --layout deformer --k "${K:?set K}" --teacher "$teacher" \
+  run "$name" --init "$init" --layout deformer --k "${K:?set K}" --teacher "$teacher" \
     --teacher-layout "${TEACHER_LAYOUT:-deformer}" --temperature 2 --alpha "${ALPHA:-1}" --beta "${BETA:-1}" --gamma "${GAMMA:-1}" \
     --also-full "${ALSO_FULL:-0}" --out "$CK/$name"
   finish
