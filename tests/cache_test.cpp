@@ -27,7 +27,7 @@
 #include "deformer/layout.h"
 #include "deformer/tokenizer.h"
 #include "deformer/model.h"
-#include "cache_codec.h"
+#include "cache/codec.h"
 #include "synthetic_cache.h"
 #include "test_data.h"
 

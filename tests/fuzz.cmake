@@ -82,10 +82,10 @@ if(DEFORMER_HAVE_LIBFUZZER)
   foreach(dir ${HDF5_INCLUDE_DIRS} ${HDF5_C_INCLUDE_DIRS} ${XXHASH_INCLUDE_DIR})
     list(APPEND hdf5_includes -I${dir})
   endforeach()
+  list(TRANSFORM DEFORMER_CACHE_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/ OUTPUT_VARIABLE cache_sources)
   deformer_add_fuzzer(cache_fuzz SEEDS ${CACHE_FUZZ_SEEDS} FIXTURE cache_fuzz_seeds
     LSAN_SUPPRESSIONS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/hdf5-leaks.supp
-    SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/cache_fuzz.cpp ${PROJECT_SOURCE_DIR}/src/cache.cpp
-            ${PROJECT_SOURCE_DIR}/src/checksum.cpp ${PROJECT_SOURCE_DIR}/src/temporary_file.cpp
+    SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/cache_fuzz.cpp ${cache_sources}
     FLAGS ${hdf5_includes} LIBS ${HDF5_C_LIBRARIES})
 else()
   message(STATUS "tokenizer_fuzz: no clang with libFuzzer (install clang-14 libclang-rt-14-dev); fuzz test not registered")

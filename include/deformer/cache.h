@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "deformer/layout.h"
+#include "deformer/shards.h"
 #include "deformer/version.h"
 
 namespace deformer {
@@ -222,22 +223,6 @@ bool is_complete(const std::string& path);
 // by writers that died, killed or with their machine: a job that skips a finished shard calls it, since no writer of
 // that path will run again to do it.
 void remove_stale_temporaries(const std::string& path);
-
-// Sharding (docs/design.md, 'Sharding and merging'). A document belongs to shard FNV-1a-64(id) mod num_shards:
-// stable across runs, machines and compilers, unlike std::hash.
-uint64_t fnv1a64(const std::string& bytes);
-int shard_of(const std::string& document_id, int num_shards);
-
-struct ShardSpec {
-  int index = 0;  // this job's shard, 0-based
-  int count = 1;  // number of shards
-};
-// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set (rebased on SLURM_ARRAY_TASK_MIN and
-// SLURM_ARRAY_TASK_STEP, so --array=1-8 and 0-14:2 give 0-based contiguous indices), else {0, 1}.
-// Throws std::runtime_error for values that do not parse or an index outside the count.
-ShardSpec shard_from_environment();
-// "<stem>-00003-of-00016.h5" for stem "<stem>.h5": the file name a shard job writes.
-std::string shard_path(const std::string& path, const ShardSpec& shard);
 
 // Writes a JSON index listing the shard files (paths stored relative to the index's directory) after
 // opening every shard: each must be complete, agree on the metadata (all but library_version) and share no
