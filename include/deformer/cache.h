@@ -37,7 +37,7 @@
 #include <string>
 #include <vector>
 
-#include "deformer/layout.h"
+#include "deformer/types.h"
 #include "deformer/shards.h"
 #include "deformer/version.h"
 
@@ -69,11 +69,7 @@ struct CacheMetadata {
   std::string library_version = version();       // libdeformer that wrote the file (informational)
 };
 
-// [begin, end) in Unicode code points of the document text (Python string indices).
-struct CharSpan {
-  int64_t begin = 0;
-  int64_t end = 0;
-};
+using deformer::CharSpan;  // [begin, end) in code points of the document text (deformer/types.h)
 
 // One window of a document as the writer receives it.
 struct WindowStates {

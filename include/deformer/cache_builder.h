@@ -18,7 +18,7 @@
 
 #include "deformer/cache.h"
 #include "deformer/model.h"
-#include "deformer/reader.h"
+#include "deformer/types.h"
 
 namespace deformer {
 

@@ -14,6 +14,7 @@
 
 #include "deformer/model.h"      // ModelConfig
 #include "deformer/tokenizer.h"  // SpecialTokens
+#include "deformer/types.h"      // TokenSpan
 
 namespace deformer {
 
@@ -52,10 +53,6 @@ Block full_block(const std::vector<int64_t>& question_ids, const std::vector<int
 // Question-independent windows over a document's tokens: [begin, end) token ranges of at most `window`
 // tokens, starting every `stride` tokens, the last one reaching the end. Throws std::invalid_argument
 // unless 0 < stride < window. An empty document has no windows.
-struct TokenSpan {
-  int64_t begin = 0;
-  int64_t end = 0;
-};
 std::vector<TokenSpan> document_windows(int64_t num_tokens, int window, int stride);
 
 // Batches by length. Row i has a real length in each of two parts (a question block and a document block are

@@ -20,6 +20,7 @@
 
 #include "deformer/decode.h"
 #include "deformer/model.h"
+#include "deformer/types.h"
 
 namespace deformer {
 
@@ -55,12 +56,6 @@ struct ReaderOptions {
   // "decode". The device is synchronised at the end of each phase so that the phases add up to the call, which
   // costs GPU calls their overlap; unset (the default), nothing is timed.
   std::function<void(const char* phase, double seconds)> on_phase;
-};
-
-struct Document {
-  std::string id;
-  std::string text;   // UTF-8
-  std::string title;  // optional; a cache's retrieval index searches and lists it
 };
 
 // One question of a batch of independent questions, over the documents it names.

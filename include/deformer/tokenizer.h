@@ -15,15 +15,14 @@
 #include <string_view>
 #include <vector>
 
+#include "deformer/types.h"
+
 namespace deformer {
 
 class Model;
 
-struct TokenOffset {
-  int64_t begin = 0;  // first code point of the token in the original text
-  int64_t end = 0;    // one past its last code point
-  bool operator==(const TokenOffset& other) const { return begin == other.begin && end == other.end; }
-};
+// A token's [begin, end) in code points of the original text.
+using TokenOffset = CharSpan;
 
 struct Encoding {
   std::vector<int32_t> ids;
