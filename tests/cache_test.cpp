@@ -1,5 +1,5 @@
-// The HDF5 document cache: storage round trips, refusals, sharding, and invariant 4 (docs/design.md, 'Invariants')
-// with the engine (answers from cached states equal the in-memory deformer forward).
+// The HDF5 document cache: storage round trips, refusals, reads of every kind, and the dtype codecs. Sharding is in
+// cache_shards_test.cpp, invariant 4 with the engine in cache_engine_test.cpp.
 #include "deformer/cache.h"
 
 #include <gtest/gtest.h>
@@ -30,84 +30,15 @@
 #include "cache/codec.h"
 #include "synthetic_cache.h"
 #include "test_data.h"
+#include "cache_fixture.h"
 
 namespace deformer {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace cache;
+using namespace cache_testing;
 using namespace deformer::testing;
-
-ReadOptions through_hdf5() {
-  ReadOptions options;
-  options.direct_reads = false;
-  return options;
-}
-
-// Every read of `a` and `b` compared byte for byte: texts, offsets, and all windows twice in a shuffled
-// request (request order is not file order, and repeats) padded, short, and 16-bit as stored. The two outputs
-// start from different bytes, so a byte one read leaves unwritten shows.
-void expect_same_reads(const CacheReader& a, const CacheReader& b, const std::string& what) {
-  ASSERT_EQ(a.num_documents(), b.num_documents()) << what;
-  ASSERT_EQ(a.num_windows(), b.num_windows()) << what;
-  for (int64_t d = 0; d < a.num_documents(); ++d) {
-    ASSERT_EQ(a.document_text(d), b.document_text(d)) << what << " document " << d;
-    const auto x = a.token_offsets(d), y = b.token_offsets(d);
-    ASSERT_EQ(x.size(), y.size()) << what;
-    for (size_t t = 0; t < x.size(); ++t)
-      ASSERT_TRUE(x[t].begin == y[t].begin && x[t].end == y[t].end) << what << " document " << d << " token " << t;
-  }
-  std::vector<int64_t> request(2 * a.num_windows());
-  for (size_t i = 0; i < request.size(); ++i) request[i] = static_cast<int64_t>(i) % a.num_windows();
-  std::shuffle(request.begin(), request.end(), std::mt19937(7));
-  int64_t longest = 0;
-  for (int64_t w = 0; w < a.num_windows(); ++w) longest = std::max(longest, a.window(w).rows);
-  const size_t n = request.size(), hidden = a.metadata().hidden_size;
-  auto same = [&](const char* read, size_t bytes, const std::function<void(const CacheReader&, uint8_t*)>& call) {
-    std::vector<uint8_t> x(bytes, 0xa5), y(bytes, 0x5a);
-    call(a, x.data());
-    call(b, y.data());
-    EXPECT_TRUE(x == y) << what << ": " << read;
-  };
-  same("read_windows", n * a.window_floats() * 4,
-       [&](const CacheReader& r, uint8_t* out) { r.read_windows(request, reinterpret_cast<float*>(out)); });
-  same("short read_windows", n * longest * hidden * 4,
-       [&](const CacheReader& r, uint8_t* out) { r.read_windows(request, longest, reinterpret_cast<float*>(out)); });
-  const StateDType dtype = a.metadata().state_dtype;
-  if (dtype == StateDType::kFloat16 || dtype == StateDType::kBFloat16)
-    same("read_windows_16bit", n * longest * hidden * 2, [&](const CacheReader& r, uint8_t* out) {
-      r.read_windows_16bit(request, longest, reinterpret_cast<uint16_t*>(out));
-    });
-}
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-class CacheTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("deformer-cache-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    deformer::testing::remove_tree(dir_.string());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { deformer::testing::remove_tree(dir_.string()); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  std::vector<std::string> files() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-  fs::path dir_;
-};
 
 TEST_F(CacheTest, Fp32RoundTripIsExact) {
   const auto m = small_metadata();
@@ -633,248 +564,7 @@ TEST_F(CacheTest, ConcurrentReadersAndAWriter) {
   EXPECT_EQ(CacheReader::open(path("w.h5"), m)->num_documents(), 20);
 }
 
-TEST(CacheSharding, AssignmentIsStableAndBalanced) {
-  EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ull);  // FNV-1a 64 test vectors
-  EXPECT_EQ(fnv1a64("a"), 0xaf63dc4c8601ec8cull);
-  EXPECT_EQ(fnv1a64("foobar"), 0x85944171f73967e8ull);
-  const int shards = 8, n = 20000;
-  std::vector<int> counts(shards);
-  for (int i = 0; i < n; ++i) {
-    const std::string id = "56be4db0acb8001400a502e" + std::to_string(i);
-    const int s = shard_of(id, shards);
-    ASSERT_EQ(s, shard_of(id, shards));
-    ++counts[s];
-  }
-  // Binomial sd for 2,500 expected is ~47; 5 sd either way.
-  for (int c : counts) EXPECT_NEAR(c, n / shards, 240) << "unbalanced";
-  EXPECT_EQ(shard_of("anything", 1), 0);
-  EXPECT_THROW(shard_of("x", 0), std::invalid_argument);
-  EXPECT_EQ(shard_path("/data/squad.h5", {3, 16}), "/data/squad-00003-of-00016.h5");
-  EXPECT_THROW(shard_path("a.h5", {2, 2}), std::invalid_argument);
-}
 
-TEST(CacheSharding, DefaultsFromSlurm) {
-  for (const char* v : {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"})
-    unsetenv(v);
-  EXPECT_EQ(shard_from_environment().index, 0);
-  EXPECT_EQ(shard_from_environment().count, 1);
-  setenv("SLURM_ARRAY_TASK_ID", "5", 1);
-  setenv("SLURM_ARRAY_TASK_COUNT", "8", 1);
-  EXPECT_EQ(shard_from_environment().index, 5);
-  EXPECT_EQ(shard_from_environment().count, 8);
-  setenv("SLURM_ARRAY_TASK_MIN", "1", 1);  // --array=1-8
-  EXPECT_EQ(shard_from_environment().index, 4);
-  setenv("SLURM_ARRAY_TASK_ID", "9", 1);
-  EXPECT_THROW(shard_from_environment(), std::runtime_error);
-  setenv("SLURM_ARRAY_TASK_ID", "x", 1);
-  EXPECT_THROW(shard_from_environment(), std::runtime_error);
-  for (const char* v : {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"}) unsetenv(v);
-}
-
-TEST_F(CacheTest, MergedShardsReadLikeOneFile) {
-  const auto m = small_metadata(StateDType::kInt8);
-  const auto docs = make_docs(m, 30);
-  write_cache(path("all.h5"), m, docs);
-  std::vector<std::string> shard_files;
-  for (int s = 0; s < 2; ++s) {
-    std::vector<Doc> mine;
-    for (const auto& d : docs)
-      if (shard_of(d.id, 2) == s) mine.push_back(d);
-    ASSERT_FALSE(mine.empty());
-    shard_files.push_back(shard_path(path("corpus.h5"), {s, 2}));
-    write_cache(shard_files.back(), m, mine);
-    EXPECT_TRUE(is_complete(shard_files.back()));
-  }
-  merge_shards(path("corpus.json"), shard_files);
-  EXPECT_TRUE(is_complete(path("corpus.json")));
-  auto merged = CacheReader::open(path("corpus.json"), m);
-  auto single = CacheReader::open(path("all.h5"), m);
-  EXPECT_EQ(merged->num_shards(), 2);
-  EXPECT_EQ(merged->num_documents(), single->num_documents());
-  EXPECT_EQ(merged->num_windows(), single->num_windows());
-  EXPECT_TRUE(snapshot(*merged) == snapshot(*single));
-  EXPECT_TRUE(merged->direct_reads());
-  expect_same_reads(*merged, *CacheReader::open(path("corpus.json"), m, through_hdf5()), "merged, direct against hdf5");
-  // A batch spanning both shards, in request order.
-  std::vector<int64_t> request{merged->num_windows() - 1, 0, merged->num_windows() / 2};
-  std::vector<float> a(request.size() * merged->window_floats()), b(a.size());
-  merged->read_windows(request, a.data());
-  std::vector<int64_t> same;
-  for (int64_t w : request) {
-    const auto& info = merged->document(merged->window(w).document);
-    const auto& other = single->document(single->find(info.id));
-    same.push_back(other.first_window + (w - info.first_window));
-  }
-  single->read_windows(same, b.data());
-  EXPECT_EQ(a, b);
-  // The index moves with its shards (relative paths).
-  fs::create_directories(dir_ / "moved");
-  for (const auto& f : {std::string("corpus.json"), fs::path(shard_files[0]).filename().string(),
-                        fs::path(shard_files[1]).filename().string()})
-    fs::copy_file(dir_ / f, dir_ / "moved" / f);
-  EXPECT_EQ(CacheReader::open((dir_ / "moved" / "corpus.json").string())->num_documents(), 30);
-
-  // One compressed shard: that shard's reads go through HDF5, the other's stay direct.
-  write_cache(shard_files[1], m, [&] {
-    std::vector<Doc> mine;
-    for (const auto& d : docs)
-      if (shard_of(d.id, 2) == 1) mine.push_back(d);
-    return mine;
-  }(), {0, 4, true});
-  auto mixed = CacheReader::open(path("corpus.json"), m);
-  EXPECT_FALSE(mixed->direct_reads());
-  EXPECT_TRUE(snapshot(*mixed) == snapshot(*single));
-
-  // Shards that do not belong together are refused.
-  auto other = m;
-  other.k = 3;
-  write_cache(path("other.h5"), other, make_docs(other, 2, 3, "other-"));
-  auto text = message_of([&] { merge_shards(path("bad.json"), {shard_files[0], path("other.h5")}); });
-  EXPECT_NE(text.find("k is '3' in the cache, expected '2'"), std::string::npos) << text;
-  text = message_of([&] { merge_shards(path("dup.json"), {shard_files[0], path("all.h5")}); });
-  EXPECT_NE(text.find("appears twice"), std::string::npos) << text;
-  EXPECT_FALSE(fs::exists(path("bad.json")));
-  EXPECT_FALSE(fs::exists(path("dup.json")));
-  // An index written over one of its shards would destroy that shard's states: refused, the shard intact.
-  const auto before = fs::file_size(shard_files[0]);
-  text = message_of([&] { merge_shards(shard_files[0], shard_files); });
-  EXPECT_NE(text.find("is the shard"), std::string::npos) << text;
-  EXPECT_EQ(fs::file_size(shard_files[0]), before);
-  EXPECT_TRUE(is_complete(shard_files[0]));
-}
-
-// Invariant 4 with the real engine: upper(lower(q), load(store(lower(d)))) == in-memory forward.
-TEST_F(CacheTest, EngineRoundTripMatchesInMemoryForward) {
-  const std::string model_path = testing::fixture("tiny-own-vocab.pt");
-  DEFORMER_REQUIRE_FILE(model_path);
-  auto model = Model::load(model_path);
-  const auto& c = model->config();
-  const int k = 2;
-  const SpecialTokens special = make_tokenizer(*model)->special_tokens();
-  CacheMetadata m;
-  m.model_hash = model->content_hash();
-  m.model_type = c.model_type;
-  m.k = k;
-  m.hidden_size = c.hidden_size;
-  m.question_block = c.question_block;
-  m.document_block = c.document_block;
-  m.window_stride = c.window_stride;
-  m.tokenizer_hash = "fixture-vocab";
-
-  // Two documents of 500 and 120 tokens: several overlapping windows, one short last window.
-  std::vector<std::vector<int64_t>> doc_tokens;
-  for (int length : {500, 120}) {
-    std::vector<int64_t> ids;
-    for (int i = 0; i < length; ++i) ids.push_back(5 + (length * 7 + i * 37) % (c.vocab_size - 5));
-    doc_tokens.push_back(ids);
-  }
-  std::vector<at::Tensor> ids_rows, states_rows;
-  std::vector<std::vector<TokenSpan>> spans;
-  for (const auto& tokens : doc_tokens) {
-    spans.push_back(document_windows(tokens.size(), c.document_block - 1, c.window_stride));
-    for (const auto& s : spans.back()) {
-      std::vector<int64_t> window(tokens.begin() + s.begin, tokens.begin() + s.end);
-      ids_rows.push_back(torch::tensor(document_block(window, c.document_block, special).input_ids, torch::kLong));
-    }
-  }
-  const auto doc_ids = torch::stack(ids_rows);
-  const auto states = engine::encode_documents(*model, doc_ids, k).to(at::kFloat).contiguous();
-  const int64_t num_windows = doc_ids.size(0), block = c.document_block, hidden = c.hidden_size;
-
-  std::vector<int64_t> question(9);
-  for (int i = 0; i < 9; ++i) question[i] = 5 + i * 11;
-  const auto q = torch::tensor(question_block(question, c.question_block, special).input_ids, torch::kLong).unsqueeze(0);
-  const auto q_states = engine::encode_questions(*model, q, k).expand({num_windows, -1, -1});
-  const auto q_ids = q.expand({num_windows, -1});
-  const auto expected = engine::answer_logits(*model, q_states, q_ids, states, doc_ids, k);
-  const auto real = doc_ids.ne(0);  // real document positions; padding logits are never read
-
-  std::map<StateDType, double> tolerance{{StateDType::kFloat32, 0.0},
-                                         {StateDType::kFloat16, 1e-3},
-                                         {StateDType::kBFloat16, 1e-2},
-                                         {StateDType::kInt8, 3e-2}};
-  for (const auto& [dtype, tol] : tolerance) {
-    m.state_dtype = dtype;
-    const std::string file = path(std::string("engine-") + to_string(dtype) + ".h5");
-    {
-      auto writer = CacheWriter::create(file, m);
-      int64_t row = 0;
-      for (size_t d = 0; d < doc_tokens.size(); ++d) {
-        std::vector<CharSpan> offsets;
-        std::string text;
-        for (size_t t = 0; t < doc_tokens[d].size(); ++t) {
-          offsets.push_back({static_cast<int64_t>(2 * t), static_cast<int64_t>(2 * t + 1)});
-          text += "x ";
-        }
-        std::vector<WindowStates> windows;
-        for (const auto& s : spans[d]) {
-          windows.push_back({s, s.end - s.begin + 1, states[row].data_ptr<float>()});
-          ++row;
-        }
-        writer->add_document("d" + std::to_string(d), text, offsets, windows);
-      }
-      writer->commit();
-    }
-    if (dtype != StateDType::kFloat32) {
-      // Does gzip pay on real layer-k states? Compare the states' stored bytes with a gzip 4 + shuffle copy.
-      const std::string packed = file + ".gz.h5";
-      {
-        auto writer = CacheWriter::create(packed, m, {0, 4, true});
-        int64_t row = 0;
-        for (size_t d = 0; d < doc_tokens.size(); ++d) {
-          std::vector<CharSpan> offsets(doc_tokens[d].size(), CharSpan{0, 1});
-          std::vector<WindowStates> windows;
-          for (const auto& s : spans[d]) windows.push_back({s, s.end - s.begin + 1, states[row++].data_ptr<float>()});
-          writer->add_document("d" + std::to_string(d), "x", offsets, windows);
-        }
-        writer->commit();
-      }
-      auto stored = [](const std::string& f) {
-        hid_t id = H5Fopen(f.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-        hid_t ds = H5Dopen2(id, "/states/values", H5P_DEFAULT);
-        const double bytes = static_cast<double>(H5Dget_storage_size(ds));
-        H5Dclose(ds);
-        H5Fclose(id);
-        return bytes;
-      };
-      // Against the payload, not the raw dataset, whose last chunk is allocated whole.
-      const double payload = real.sum().item<double>() * hidden * (dtype == StateDType::kInt8 ? 1 : 2);
-      std::cout << "[ measured ] " << to_string(dtype) << " engine states, gzip4+shuffle / raw payload bytes: "
-                << stored(packed) / payload << " (raw dataset " << stored(file) / payload << ")\n";
-    }
-    auto reader = CacheReader::open(file, m);
-    std::vector<int64_t> all(num_windows);
-    std::iota(all.begin(), all.end(), 0);
-    std::vector<float> buffer(num_windows * reader->window_floats());
-    reader->read_windows(all, buffer.data());
-    const auto loaded = torch::from_blob(buffer.data(), {num_windows, block, hidden}, torch::kFloat);
-    const auto logits = engine::answer_logits(*model, q_states, q_ids, loaded, doc_ids, k);
-    // Question positions and real document positions; padded document positions are masked out.
-    const auto question_part = logits.slice(1, 0, c.question_block);
-    const auto document_part = logits.slice(1, c.question_block).masked_select(real.unsqueeze(-1));
-    const auto expected_question = expected.slice(1, 0, c.question_block);
-    const auto expected_document = expected.slice(1, c.question_block).masked_select(real.unsqueeze(-1));
-    const double diff = std::max((question_part - expected_question).abs().max().item<double>(),
-                                 (document_part - expected_document).abs().max().item<double>());
-    const double state_diff =
-        (loaded - states.masked_fill(real.unsqueeze(-1).logical_not(), 0)).abs().max().item<double>();
-    std::cout << "[ measured ] " << to_string(dtype) << ": max |state error| " << state_diff
-              << ", max |logit error| " << diff << " (logit range " << expected.abs().max().item<double>()
-              << ")\n";
-    if (dtype == StateDType::kFloat32) {
-      EXPECT_TRUE(at::equal(question_part, expected_question));
-      EXPECT_TRUE(at::equal(document_part, expected_document)) << "fp32 must be bit-exact, diff " << diff;
-    } else {
-      EXPECT_LE(diff, tol) << to_string(dtype);
-      EXPECT_GT(diff, 0.0) << to_string(dtype) << " storage is lossy, so the logits must move a little";
-      // Best answer position per window is unchanged.
-      EXPECT_TRUE(at::equal(document_part.view({-1, 2}).argmax(0), expected_document.view({-1, 2}).argmax(0)));
-    }
-  }
-}
-
-// The scalar codecs (the portable path) agree bit for bit with the F16C hardware, on every half and on
-// floats drawn from every exponent, plus the rounding edges.
 TEST(CacheCodec, ScalarFp16MatchesHardware) {
   if (!detail::have_f16c()) GTEST_SKIP() << "no F16C on this CPU";
   std::vector<uint8_t> halves(2 * 65536);
@@ -908,6 +598,7 @@ TEST(CacheCodec, ScalarFp16MatchesHardware) {
   EXPECT_EQ(detail::float_to_bfloat16(1.0f + 3.0f / 256), 0x3f82);
   EXPECT_EQ(detail::bfloat16_to_float(0x3f80), 1.0f);
 }
+
 
 }  // namespace
 }  // namespace deformer

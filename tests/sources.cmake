@@ -2,7 +2,7 @@
 deformer_add_test(engine_test engine_test.cpp)
 deformer_add_test(layout_test layout_test.cpp)
 deformer_add_test(squad_test squad_test.cpp)
-deformer_add_test(cache_test cache_test.cpp LIBS HDF5::HDF5)
+deformer_add_test(cache_test cache_test.cpp cache_shards_test.cpp cache_engine_test.cpp LIBS HDF5::HDF5)
 deformer_add_test(cache_damage_test cache_damage_test.cpp)
 add_dependencies(engine_test fixtures)
 add_dependencies(cache_test fixtures)
