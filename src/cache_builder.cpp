@@ -166,4 +166,45 @@ int64_t CacheBuilder::documents() const { return impl_->documents; }
 int64_t CacheBuilder::windows() const { return impl_->windows; }
 int CacheBuilder::split_layer() const { return impl_->k; }
 
+namespace {
+// Why the complete cache does not hold `shard`'s documents of `documents` ("" when it holds the same ids with the same
+// texts, in the same order): documents added, removed, reordered or edited since it was built.
+std::string documents_differ(const cache::CacheReader& cache, const DocumentSource& documents,
+                             const cache::ShardSpec& shard) {
+  int64_t next = 0;
+  std::string why;
+  documents([&](Document&& doc) {
+    if (!why.empty() || cache::shard_of(doc.id, shard.count) != shard.index) return;
+    if (next == cache.num_documents())
+      why = "document '" + doc.id + "' is not in it";
+    else if (cache.document(next).id != doc.id)
+      why = "its document " + std::to_string(next) + " is '" + cache.document(next).id + "', the input's '" + doc.id + "'";
+    else if (cache.document_text(next) != doc.text)
+      why = "the text of document '" + doc.id + "' changed";
+    ++next;
+  });
+  if (why.empty() && next < cache.num_documents())
+    why = "it has " + std::to_string(cache.num_documents()) + " documents, the input " + std::to_string(next);
+  return why;
+}
+}  // namespace
+
+std::string built_otherwise(const std::string& path, const Model& model, const CacheBuildOptions& options,
+                            const DocumentSource& documents, const cache::ShardSpec& shard) {
+  try {
+    const auto want = build_metadata(model, options);
+    const auto cache = cache::CacheReader::open(path, want);  // refuses another model, k or tokenizer
+    const auto& have = cache->metadata();
+    if (options.text_index) retrieval::TextIndex::open(retrieval::index_path(path), *cache);
+    if (have.window_stride != want.window_stride)
+      return "window stride " + std::to_string(have.window_stride) + ", expected " + std::to_string(want.window_stride);
+    if (have.state_dtype != want.state_dtype)
+      return std::string("state dtype ") + cache::to_string(have.state_dtype) + ", expected " +
+             cache::to_string(want.state_dtype);
+    return documents_differ(*cache, documents, shard);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+}
+
 }  // namespace deformer

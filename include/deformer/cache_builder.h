@@ -49,6 +49,17 @@ cache::CacheMetadata expected_cache_metadata(const Model& model, int k);
 // complete cache with other metadata was built otherwise. Throws as the CacheBuilder constructor does.
 cache::CacheMetadata build_metadata(const Model& model, const CacheBuildOptions& options);
 
+// The documents a build reads, in order: calls `emit` once per document (a JSONL file, a directory, SQuAD).
+using DocumentSource = std::function<void(const std::function<void(Document&&)>&)>;
+
+// Why the complete cache at `path` does not hold what a CacheBuilder with these options would write from
+// `documents` ("" when it does): another model, k or tokenizer, another window stride or storage dtype, no retrieval
+// index of its documents (with options.text_index), damage, or other documents than those of `documents` that
+// belong to `shard`, in their order and with their texts. A shard job that finds "" skips its build. Reads
+// `documents` once; never throws for what it finds in the file (the reason is returned).
+std::string built_otherwise(const std::string& path, const Model& model, const CacheBuildOptions& options,
+                            const DocumentSource& documents, const cache::ShardSpec& shard = {});
+
 // Identifies the tokenizer (vocabulary and case handling) that produced a cache's tokens and offsets.
 std::string tokenizer_hash(const Model& model);
 

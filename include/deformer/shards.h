@@ -22,6 +22,9 @@ struct ShardSpec {
 // SLURM_ARRAY_TASK_STEP, so --array=1-8 and 0-14:2 give 0-based contiguous indices), else {0, 1}.
 // Throws std::runtime_error for values that do not parse or an index outside the count.
 ShardSpec shard_from_environment();
+// The shard a build job writes: {index (0 when negative), count} when count > 0, else shard_from_environment().
+// Throws std::invalid_argument for an index outside 0..count-1.
+ShardSpec shard_of_job(int index, int count);
 // "<stem>-00003-of-00016.h5" for stem "<stem>.h5": the file name a shard job writes.
 std::string shard_path(const std::string& path, const ShardSpec& shard);
 

@@ -75,34 +75,26 @@ Hid file_access() {
 }
 
 namespace {
-// Float types of the 2-byte storage dtypes, declared as HDF5 floats so that generic tools decode them.
-Hid half_type() {
+// The 2-byte storage dtypes declared as HDF5 floats (sign at bit 15, the exponent above the mantissa), so that
+// generic tools decode them.
+Hid two_byte_float_type(size_t exponent_bits, size_t mantissa_bits, size_t exponent_bias, const std::string& name) {
   Hid t(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
-  check(H5Tset_fields(t.get(), 15, 10, 5, 0, 10), "H5Tset_fields(fp16)");
-  check(H5Tset_size(t.get(), 2), "H5Tset_size(fp16)");
-  check(H5Tset_ebias(t.get(), 15), "H5Tset_ebias(fp16)");
+  check(H5Tset_fields(t.get(), 15, mantissa_bits, exponent_bits, 0, mantissa_bits), "H5Tset_fields(" + name + ")");
+  check(H5Tset_size(t.get(), 2), "H5Tset_size(" + name + ")");
+  check(H5Tset_ebias(t.get(), exponent_bias), "H5Tset_ebias(" + name + ")");
   return t;
 }
-Hid bfloat16_type() {
-  Hid t(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
-  check(H5Tset_fields(t.get(), 15, 7, 8, 0, 7), "H5Tset_fields(bf16)");
-  check(H5Tset_size(t.get(), 2), "H5Tset_size(bf16)");
-  check(H5Tset_ebias(t.get(), 127), "H5Tset_ebias(bf16)");
-  return t;
-}
-
 }  // namespace
 
 Hid state_type(StateDType dtype) {
   switch (dtype) {
     case StateDType::kFloat32: return Hid(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
-    case StateDType::kFloat16: return half_type();
-    case StateDType::kBFloat16: return bfloat16_type();
+    case StateDType::kFloat16: return two_byte_float_type(5, 10, 15, "fp16");
+    case StateDType::kBFloat16: return two_byte_float_type(8, 7, 127, "bf16");
     case StateDType::kInt8: return Hid(H5Tcopy(H5T_STD_I8LE), H5Tclose);
   }
   throw std::logic_error("state_type");
 }
-
 
 Hid copy_type(hid_t type) { return Hid(check_id(H5Tcopy(type), "H5Tcopy"), H5Tclose); }
 
@@ -150,7 +142,6 @@ int64_t read_int_attribute(hid_t object, const char* name, const std::string& pa
   return value;
 }
 
-
 Appender::Appender(hid_t parent, const char* name, hid_t file_type, hid_t mem_type, hsize_t cols, hsize_t chunk_rows,
          int gzip_level, bool shuffle)
     : mem_type_(mem_type), cols_(cols) {
@@ -169,7 +160,6 @@ Appender::Appender(hid_t parent, const char* name, hid_t file_type, hid_t mem_ty
                           name),
                  H5Dclose);
 }
-
 
 void Appender::append(const void* data, hsize_t rows) {
   if (rows == 0) return;
@@ -230,7 +220,6 @@ Hid open_dataset(hid_t file, const char* name, const std::string& path, size_t c
   dataset.reset();
   return Hid(check_id(H5Dopen2(file, name, dapl.get()), "'" + path + "': cannot open " + name), H5Dclose);
 }
-
 
 }  // namespace detail
 }  // namespace cache

@@ -54,6 +54,14 @@ ShardSpec shard_from_environment() {
   return {static_cast<int>(index), static_cast<int>(count)};
 }
 
+ShardSpec shard_of_job(int index, int count) {
+  const ShardSpec shard = count > 0 ? ShardSpec{index < 0 ? 0 : index, count} : shard_from_environment();
+  if (shard.index < 0 || shard.index >= shard.count)
+    throw std::invalid_argument("shard index " + std::to_string(shard.index) + " is outside 0.." +
+                                std::to_string(shard.count - 1));
+  return shard;
+}
+
 std::string shard_path(const std::string& path, const ShardSpec& shard) {
   if (shard.count <= 0 || shard.index < 0 || shard.index >= shard.count)
     throw std::invalid_argument("shard " + std::to_string(shard.index) + " of " + std::to_string(shard.count) +

@@ -108,54 +108,8 @@ struct BuildArgs {
   bool text_index = true;
 };
 
-// Why the complete shard `cache` does not hold this shard's documents of `input` ("" when it holds the same ids with
-// the same texts, in the same order): documents added, removed, reordered or edited since it was built.
-std::string documents_differ(const cache::CacheReader& cache, const Input& input, const cache::ShardSpec& shard) {
-  int64_t next = 0;
-  std::string why;
-  input.for_each([&](Document&& doc) {
-    if (!why.empty() || cache::shard_of(doc.id, shard.count) != shard.index) return;
-    if (next == cache.num_documents())
-      why = "document '" + doc.id + "' is not in it";
-    else if (cache.document(next).id != doc.id)
-      why = "its document " + std::to_string(next) + " is '" + cache.document(next).id + "', the input's '" + doc.id + "'";
-    else if (cache.document_text(next) != doc.text)
-      why = "the text of document '" + doc.id + "' changed";
-    ++next;
-  });
-  if (why.empty() && next < cache.num_documents())
-    why = "it has " + std::to_string(cache.num_documents()) + " documents, the input " + std::to_string(next);
-  return why;
-}
-
-// Why the complete shard at `path` does not hold what this build would write ("" when it does): another model,
-// k or tokenizer, another window stride or storage dtype, no retrieval index of its documents, damage, or other
-// documents than the input's. Standard input can be read only once, so it cannot be compared first and then built
-// from: a shard of it is always rebuilt.
-std::string built_otherwise(const std::string& path, const Model& model, const CacheBuildOptions& options,
-                            const BuildArgs& args, const Input& input, const cache::ShardSpec& shard) {
-  try {
-    const auto want = build_metadata(model, options);
-    const auto cache = cache::CacheReader::open(path, want);  // refuses another model, k or tokenizer
-    const auto& have = cache->metadata();
-    if (options.text_index) retrieval::TextIndex::open(retrieval::index_path(path), *cache);
-    if (have.window_stride != want.window_stride)
-      return "window stride " + std::to_string(have.window_stride) + ", expected " + std::to_string(want.window_stride);
-    if (have.state_dtype != want.state_dtype)
-      return std::string("state dtype ") + cache::to_string(have.state_dtype) + ", expected " +
-             cache::to_string(want.state_dtype);
-    if (args.input == "-") return "the input is standard input, which cannot be compared with it";
-    return documents_differ(*cache, input, shard);
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-}
-
 void build(const BuildArgs& args) {
-  cache::ShardSpec shard = cache::shard_from_environment();
-  if (args.num_shards > 0) shard = {args.shard_index < 0 ? 0 : args.shard_index, args.num_shards};
-  if (shard.index < 0 || shard.index >= shard.count)
-    throw std::invalid_argument("shard index " + std::to_string(shard.index) + " is outside 0.." + std::to_string(shard.count - 1));
+  const cache::ShardSpec shard = cache::shard_of_job(args.shard_index, args.num_shards);
   const std::string out = shard.count > 1 ? cache::shard_path(args.out, shard) : args.out;
   CacheBuildOptions options;
   options.k = args.k;
@@ -171,7 +125,9 @@ void build(const BuildArgs& args) {
   auto input = open_input(args.input);  // before the model: input errors come first and fast
   auto model = load_model(args.model);
   if (shard.count > 1 && cache::is_complete(out)) {
-    const std::string why = built_otherwise(out, *model, options, args, input, shard);
+    // Standard input can be read only once, so it cannot be compared first and then built from.
+    const std::string why = args.input == "-" ? "the input is standard input, which cannot be compared with it"
+                                              : built_otherwise(out, *model, options, input.for_each, shard);
     if (why.empty()) {
       cache::remove_stale_temporaries(out);
       cache::remove_stale_temporaries(retrieval::index_path(out));
