@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "text/utf8.h"
+
 namespace deformer {
 namespace {
 
@@ -175,15 +177,7 @@ std::vector<Span> decode_document(const std::vector<WindowScores>& windows, cons
 }
 
 std::string substring_by_code_points(const std::string& s, int64_t start, int64_t end) {
-  auto byte_of = [&](int64_t cp) {
-    size_t i = 0;
-    for (int64_t seen = 0; i < s.size() && seen < cp; ++seen) {
-      const unsigned char c = s[i];
-      i += c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    }
-    return std::min(i, s.size());
-  };
-  const size_t b = byte_of(start), e = byte_of(end);
+  const size_t b = utf8::byte_offset_of_code_point(s, start), e = utf8::byte_offset_of_code_point(s, end);
   return e > b ? s.substr(b, e - b) : std::string();
 }
 

@@ -13,92 +13,18 @@
 #include <unordered_set>
 
 #include "squad_unicode_tables.h"
+#include "text/utf8.h"
 
 namespace deformer::squad {
 namespace {
 
 using json = nlohmann::json;
 
-// ---------------------------------------------------------------------------------------------------
-// UTF-8
-
-// Strict UTF-8 (no overlong forms, surrogates or code points above U+10FFFF), as Python's decoder.
-// Returns the byte offset of the first invalid sequence, or npos.
-std::size_t invalid_utf8_offset(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  std::size_t i = 0;
-  while (i < n) {
-    const unsigned char c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;  // bounds of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;  // surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
-    for (std::size_t k = 2; k < len; ++k)
-      if ((p[i + k] & 0xC0) != 0x80) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
-
+// Text that is not valid UTF-8 is refused as Python's decoder refuses it.
 std::u32string decode_utf8(std::string_view s) {
-  if (const auto bad = invalid_utf8_offset(s); bad != std::string_view::npos)
+  if (const auto bad = utf8::first_invalid(s); bad != std::string_view::npos)
     throw std::invalid_argument("text is not valid UTF-8 at byte offset " + std::to_string(bad));
-  std::u32string out;
-  out.reserve(s.size());
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  for (std::size_t i = 0; i < s.size();) {
-    const unsigned char c = p[i];
-    if (c < 0x80) {
-      out.push_back(c);
-      i += 1;
-    } else if (c < 0xE0) {
-      out.push_back(char32_t(c & 0x1F) << 6 | (p[i + 1] & 0x3F));
-      i += 2;
-    } else if (c < 0xF0) {
-      out.push_back(char32_t(c & 0x0F) << 12 | char32_t(p[i + 1] & 0x3F) << 6 | (p[i + 2] & 0x3F));
-      i += 3;
-    } else {
-      out.push_back(char32_t(c & 0x07) << 18 | char32_t(p[i + 1] & 0x3F) << 12 | char32_t(p[i + 2] & 0x3F) << 6 |
-                    (p[i + 3] & 0x3F));
-      i += 4;
-    }
-  }
-  return out;
-}
-
-void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out.push_back(char(c));
-  } else if (c < 0x800) {
-    out.push_back(char(0xC0 | (c >> 6)));
-    out.push_back(char(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    out.push_back(char(0xE0 | (c >> 12)));
-    out.push_back(char(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (c & 0x3F)));
-  } else {
-    out.push_back(char(0xF0 | (c >> 18)));
-    out.push_back(char(0x80 | ((c >> 12) & 0x3F)));
-    out.push_back(char(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (c & 0x3F)));
-  }
+  return utf8::decode_all(s);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -217,7 +143,7 @@ Normalized normalize(std::string_view text) {
   Normalized n;
   for (const auto& token : normalized_tokens(text)) {
     std::string utf8;
-    for (char32_t c : token) append_utf8(utf8, c);
+    for (char32_t c : token) utf8::append(utf8, c);
     if (!n.text.empty()) n.text.push_back(' ');
     n.text += utf8;
     n.tokens.push_back(std::move(utf8));
@@ -281,7 +207,7 @@ std::string read_file(const std::string& path) {
 template <typename Json>
 Json parse_json(std::string_view text, const std::string& source) {
   // Checked before parsing so that the message gives the byte offset of the bad text, wherever it is.
-  if (const auto bad = invalid_utf8_offset(text); bad != std::string_view::npos)
+  if (const auto bad = utf8::first_invalid(text); bad != std::string_view::npos)
     throw std::runtime_error(source + ": not valid UTF-8 at byte offset " + std::to_string(bad));
   try {
     return Json::parse(text.begin(), text.end());
@@ -435,7 +361,7 @@ std::vector<std::string> answer_tokens(std::string_view text) {
   std::vector<std::string> tokens;
   for (const auto& token : normalized_tokens(text)) {
     std::string utf8;
-    for (char32_t c : token) append_utf8(utf8, c);
+    for (char32_t c : token) utf8::append(utf8, c);
     tokens.push_back(std::move(utf8));
   }
   return tokens;

@@ -28,7 +28,7 @@ if(DEFORMER_HAVE_LIBFUZZER)
             ${FUZZ_SOURCES} -ldl -o ${FUZZ_BIN}
     DEPENDS ${FUZZ_SOURCES} ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode_tables.inc
             ${PROJECT_SOURCE_DIR}/src/tokenizer/nfkd_table.inc ${PROJECT_SOURCE_DIR}/src/tokenizer/grapheme_table.inc
-            ${PROJECT_SOURCE_DIR}/src/tokenizer/utf8.h ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode.h
+            ${PROJECT_SOURCE_DIR}/src/text/utf8.h ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode.h
             ${PROJECT_SOURCE_DIR}/src/tokenizer/piece_vocabulary.h
             ${PROJECT_SOURCE_DIR}/include/deformer/tokenizer.h
     COMMENT "Building tokenizer_fuzz (clang, libFuzzer + ASan + UBSan)" VERBATIM)

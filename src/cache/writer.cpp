@@ -11,19 +11,13 @@
 #include "cache/metadata.h"
 #include "deformer/cache.h"
 #include "temporary_file.h"
+#include "text/utf8.h"
 
 namespace deformer {
 namespace cache {
 
 using namespace detail;
 
-namespace {
-int64_t count_code_points(const std::string& text) {
-  int64_t n = 0;
-  for (unsigned char c : text) n += (c & 0xc0) != 0x80;
-  return n;
-}
-}  // namespace
 
 struct CacheWriter::Impl {
   CacheMetadata metadata;
@@ -129,7 +123,7 @@ void CacheWriter::add_document(const std::string& id, const std::string& text,
   if (text.empty()) bad("empty document text");
   if (token_offsets.empty()) bad("no tokens");
   if (windows.empty()) bad("no windows");
-  const int64_t code_points = count_code_points(text);
+  const int64_t code_points = utf8::count_code_points(text);
   if (code_points > INT32_MAX) bad("text longer than 2^31 code points");
   const int64_t num_tokens = static_cast<int64_t>(token_offsets.size());
   std::vector<int32_t> offsets(2 * num_tokens);

@@ -21,7 +21,7 @@
 #include "deformer/tokenizer.h"
 #include "tokenizer/piece_vocabulary.h"
 #include "tokenizer/spm_bridge.h"
-#include "tokenizer/utf8.h"
+#include "text/utf8.h"
 
 namespace deformer {
 namespace {

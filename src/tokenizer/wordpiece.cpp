@@ -13,7 +13,7 @@
 
 #include "deformer/tokenizer.h"
 #include "tokenizer/unicode.h"
-#include "tokenizer/utf8.h"
+#include "text/utf8.h"
 
 namespace deformer {
 namespace {
