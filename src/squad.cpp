@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "squad_unicode_tables.h"
+#include "text/squad_unicode_tables.h"
 #include "text/utf8.h"
 
 namespace deformer::squad {

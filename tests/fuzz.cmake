@@ -20,15 +20,15 @@ if(DEFORMER_HAVE_LIBFUZZER)
     ${PROJECT_SOURCE_DIR}/src/tokenizer/wordpiece.cpp
     ${PROJECT_SOURCE_DIR}/src/tokenizer/xlnet.cpp
     ${PROJECT_SOURCE_DIR}/src/tokenizer/sentencepiece.cpp
-    ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode.cpp)
+    ${PROJECT_SOURCE_DIR}/src/text/unicode.cpp)
   set(FUZZ_BIN ${CMAKE_CURRENT_BINARY_DIR}/fuzz/tokenizer_fuzz)
   file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz)
   add_custom_command(OUTPUT ${FUZZ_BIN}
     COMMAND ${DEFORMER_CLANGXX} ${DEFORMER_FUZZ_FLAGS} -I${PROJECT_SOURCE_DIR}/include -I${PROJECT_SOURCE_DIR}/src
             ${FUZZ_SOURCES} -ldl -o ${FUZZ_BIN}
-    DEPENDS ${FUZZ_SOURCES} ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode_tables.inc
-            ${PROJECT_SOURCE_DIR}/src/tokenizer/nfkd_table.inc ${PROJECT_SOURCE_DIR}/src/tokenizer/grapheme_table.inc
-            ${PROJECT_SOURCE_DIR}/src/text/utf8.h ${PROJECT_SOURCE_DIR}/src/tokenizer/unicode.h
+    DEPENDS ${FUZZ_SOURCES} ${PROJECT_SOURCE_DIR}/src/text/unicode_tables.inc
+            ${PROJECT_SOURCE_DIR}/src/text/nfkd_table.inc ${PROJECT_SOURCE_DIR}/src/text/grapheme_table.inc
+            ${PROJECT_SOURCE_DIR}/src/text/utf8.h ${PROJECT_SOURCE_DIR}/src/text/unicode.h
             ${PROJECT_SOURCE_DIR}/src/tokenizer/piece_vocabulary.h
             ${PROJECT_SOURCE_DIR}/include/deformer/tokenizer.h
     COMMENT "Building tokenizer_fuzz (clang, libFuzzer + ASan + UBSan)" VERBATIM)

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "deformer/squad.h"
-#include "squad_unicode_tables.h"
+#include "text/squad_unicode_tables.h"
 #include "test_data.h"
 
 namespace deformer::squad {
@@ -642,7 +642,7 @@ TEST(ReferenceScript, NormalisesEveryCodePointLikePython) {
                  << unicode::kUnicodeVersion;
   SCOPED_TRACE(std::string("the tables come from Python ") + unicode::kPythonVersion + " (Unicode " +
                unicode::kUnicodeVersion + "); if " + python() +
-               " has another Unicode version, regenerate them with scripts/gen_squad_unicode_tables.py");
+               " has another Unicode version, regenerate them with scripts/unicode/gen_squad_unicode_tables.py");
   // Each code point in the contexts that matter: next to letters and articles (\b), before and after a
   // capital sigma (final sigma), alone (lower-case), and between words (whitespace).
   std::vector<std::string> strings;

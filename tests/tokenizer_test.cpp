@@ -16,7 +16,7 @@
 #include "deformer/model.h"
 #include "deformer/tokenizer.h"
 #include "test_data.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace deformer {
 namespace {

@@ -8,8 +8,8 @@
 // invalid option, a string that is not UTF-8) throws std::invalid_argument.
 //
 // Every function is reentrant (no shared mutable state), so scoring may run on any thread. The Unicode
-// tables behind normalize_answer are generated from Python (scripts/gen_squad_unicode_tables.py), so the
-// scores follow the Unicode version of that Python (see src/squad_unicode_tables.h).
+// tables behind normalize_answer are generated from Python (scripts/unicode/gen_squad_unicode_tables.py), so the
+// scores follow the Unicode version of that Python (see src/text/squad_unicode_tables.h).
 
 #include <cstddef>
 #include <cstdint>

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "deformer/tokenizer.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 #include "text/utf8.h"
 
 namespace deformer {

@@ -30,7 +30,7 @@
 
 #include "deformer/tokenizer.h"
 #include "tokenizer/piece_vocabulary.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 #include "text/utf8.h"
 
 namespace deformer {

@@ -1,4 +1,4 @@
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 #include <algorithm>
 #include <iterator>
@@ -30,9 +30,9 @@ struct GraphemeRun {
 
 }  // namespace
 
-#include "tokenizer/unicode_tables.inc"
-#include "tokenizer/nfkd_table.inc"
-#include "tokenizer/grapheme_table.inc"
+#include "text/unicode_tables.inc"
+#include "text/nfkd_table.inc"
+#include "text/grapheme_table.inc"
 
 
 namespace {
