@@ -21,10 +21,18 @@ namespace {
 using json = nlohmann::json;
 
 // Text that is not valid UTF-8 is refused as Python's decoder refuses it.
+// One pass: the offset named is where the invalid sequence starts.
 std::u32string decode_utf8(std::string_view s) {
-  if (const auto bad = utf8::first_invalid(s); bad != std::string_view::npos)
-    throw std::invalid_argument("text is not valid UTF-8 at byte offset " + std::to_string(bad));
-  return utf8::decode_all(s);
+  std::u32string out;
+  out.reserve(s.size());
+  for (size_t pos = 0; pos < s.size();) {
+    const size_t start = pos;
+    char32_t cp = 0;
+    if (utf8::try_decode(s, pos, cp))
+      throw std::invalid_argument("text is not valid UTF-8 at byte offset " + std::to_string(start));
+    out.push_back(cp);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ namespace cache {
 
 using namespace detail;
 
-
 struct CacheWriter::Impl {
   CacheMetadata metadata;
   WriterOptions options;

@@ -72,14 +72,6 @@ inline size_t first_invalid(std::string_view text) {
   return std::string_view::npos;
 }
 
-// Every code point of `text`; std::invalid_argument as decode() for invalid input.
-inline std::u32string decode_all(std::string_view text) {
-  std::u32string out;
-  out.reserve(text.size());
-  for (size_t pos = 0; pos < text.size();) out.push_back(decode(text, pos));
-  return out;
-}
-
 // Code points of valid UTF-8 (continuation bytes are not counted).
 inline int64_t count_code_points(std::string_view text) {
   int64_t n = 0;

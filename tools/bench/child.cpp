@@ -75,13 +75,13 @@ Calls plan_calls(const BenchArgs& args, const Workload& w, const std::shared_ptr
   return calls;
 }
 
-// Where a child's calls go: to the documents themselves (full mode), the cache file, or the resident cache.
+// Where a child's calls go: the resident cache when given one, else the cache file (deformer mode), else the
+// documents themselves (full mode).
 struct Target {
   const Calls& calls;
   const cache::CacheReader* cache = nullptr;  // deformer mode
-  bool held = false;                          // deformer mode over a ResidentCache
   std::vector<std::vector<Answer>> ask(const Reader& reader, const ResidentCache* states, size_t g) const {
-    if (held) return reader.ask(calls.queries[g], *states);
+    if (states) return reader.ask(calls.queries[g], *states);
     if (cache) return reader.ask(calls.queries[g], *cache);
     return reader.ask(calls.queries[g], calls.documents[g]);
   }
@@ -128,7 +128,7 @@ double requested_bytes_per_question(const BenchArgs& args, const Target& target,
     LoadOptions eager_options = model->options();
     eager_options.cuda_graphs = false;
     eager = Model::load(args.model.model, eager_options);
-    if (target.held) eager_states = std::make_unique<ResidentCache>(*target.cache, eager);
+    if (states) eager_states = std::make_unique<ResidentCache>(*target.cache, eager);
   }
   Reader eager_reader(eager, target.calls.options);
   auto pass = [&] {
@@ -234,7 +234,7 @@ json child_mode(const BenchArgs& args, const Workload& w, std::shared_ptr<const 
     synchronize(*model);
     resident_info = {{"bytes", resident->bytes()}, {"seconds_to_load", seconds_since(begin)}};
   }
-  const Target target{calls, cache.get(), held};
+  const Target target{calls, cache.get()};
 
   synchronize(*model);
   const int64_t rss_before = proc_status_bytes("VmRSS:");

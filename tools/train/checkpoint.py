@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import tempfile
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -109,12 +110,11 @@ def from_model_file(model_file: str, out_dir: str) -> None:
     model, config, vocab = load_model_file(model_file)
     if config["model_type"] != "bert":
         raise ValueError("%s is a %s model; checkpoints here are BERT" % (model_file, config["model_type"]))
-    os.makedirs(out_dir + ".vocab", exist_ok=True)
-    vocab_path = os.path.join(out_dir + ".vocab", "vocab.txt")
-    with open(vocab_path, "w", encoding="utf-8") as f:
-        f.write(vocab if vocab.endswith("\n") else vocab + "\n")
-    save(out_dir, model, BertConfig(config["bert"]), vocab_path)
-    shutil.rmtree(out_dir + ".vocab")
+    with tempfile.TemporaryDirectory() as work:
+        vocab_path = os.path.join(work, "vocab.txt")
+        with open(vocab_path, "w", encoding="utf-8") as f:
+            f.write(vocab if vocab.endswith("\n") else vocab + "\n")
+        save(out_dir, model, BertConfig(config["bert"]), vocab_path)
 
 
 if __name__ == "__main__":
